@@ -1,0 +1,121 @@
+"""Optimizers as chains of gradient transformations, drop-in for ``torch.optim``.
+
+Named optimizers (``SGD`` ... ``LAMB``) are ``torch.optim.Optimizer`` subclasses; each is a short
+:func:`chain` of the transformations below, and users can build their own with
+:class:`ChainedOptimizer`. :class:`SAM` wraps any optimizer. :func:`param_groups` builds the
+groups that exempt biases and normalization parameters, and :data:`OPTIMIZERS` is the registry.
+"""
+
+from gradkit.optim._adam import (
+    ScaleByAdam,
+    ScaleByAdamax,
+    ScaleByNadam,
+    ScaleByRadam,
+    scale_by_adam,
+    scale_by_adamax,
+    scale_by_nadam,
+    scale_by_radam,
+)
+from gradkit.optim._adaptive import (
+    ScaleByAdadelta,
+    ScaleByAdagrad,
+    ScaleByRms,
+    scale_by_adadelta,
+    scale_by_adagrad,
+    scale_by_rms,
+)
+from gradkit.optim._basic import (
+    AddDecayedWeights,
+    ScaleByLearningRate,
+    Trace,
+    add_decayed_weights,
+    scale_by_learning_rate,
+    trace,
+)
+from gradkit.optim._clipping import (
+    ClipByAgc,
+    ClipByGlobalNorm,
+    adaptive_clip_grad_,
+    clip_by_agc,
+    clip_by_global_norm,
+    unitwise_norm,
+)
+from gradkit.optim._core import Bucket, Chain, GradientTransformation, chain, unless, when
+from gradkit.optim._hyper import Hyper
+from gradkit.optim._layerwise import ScaleByTrustRatio, scale_by_trust_ratio
+from gradkit.optim._named import (
+    LAMB,
+    LARS,
+    SGD,
+    SGDW,
+    Adadelta,
+    Adagrad,
+    Adam,
+    Adamax,
+    AdamW,
+    NAdam,
+    RAdam,
+    RMSprop,
+)
+from gradkit.optim._optimizer import ChainedOptimizer
+from gradkit.optim._param_groups import NORM_MODULES, param_groups
+from gradkit.optim._registry import OPTIMIZERS, OptimizerSpec, create_optimizer, get_optimizer
+from gradkit.optim._sam import SAM
+
+__all__ = [
+    "LAMB",
+    "LARS",
+    "NORM_MODULES",
+    "OPTIMIZERS",
+    "SAM",
+    "SGD",
+    "SGDW",
+    "Adadelta",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "AddDecayedWeights",
+    "Bucket",
+    "Chain",
+    "ChainedOptimizer",
+    "ClipByAgc",
+    "ClipByGlobalNorm",
+    "GradientTransformation",
+    "Hyper",
+    "NAdam",
+    "OptimizerSpec",
+    "RAdam",
+    "RMSprop",
+    "ScaleByAdadelta",
+    "ScaleByAdagrad",
+    "ScaleByAdam",
+    "ScaleByAdamax",
+    "ScaleByLearningRate",
+    "ScaleByNadam",
+    "ScaleByRadam",
+    "ScaleByRms",
+    "ScaleByTrustRatio",
+    "Trace",
+    "adaptive_clip_grad_",
+    "add_decayed_weights",
+    "chain",
+    "clip_by_agc",
+    "clip_by_global_norm",
+    "create_optimizer",
+    "get_optimizer",
+    "param_groups",
+    "scale_by_adadelta",
+    "scale_by_adagrad",
+    "scale_by_adam",
+    "scale_by_adamax",
+    "scale_by_learning_rate",
+    "scale_by_nadam",
+    "scale_by_radam",
+    "scale_by_rms",
+    "scale_by_trust_ratio",
+    "trace",
+    "unitwise_norm",
+    "unless",
+    "when",
+]

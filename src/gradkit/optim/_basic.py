@@ -1,0 +1,127 @@
+"""Momentum, weight decay and the learning rate: the transformations of SGD."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from gradkit.optim._core import Bucket, GradientTransformation
+from gradkit.optim._hyper import Hyper, boolean, closed_unit_interval, non_negative, unit_interval
+
+
+class ScaleByLearningRate(GradientTransformation):
+    r"""Turn a direction into a step: :math:`u \leftarrow -\eta\, u`.
+
+    Reads ``lr`` (:math:`\eta`, a number or a one-element tensor).
+    """
+
+    name = "scale_by_learning_rate"
+
+    def __init__(self, lr: float = 1e-3) -> None:
+        super().__init__([Hyper("lr", lr, non_negative)])
+
+    def apply(self, bucket: Bucket) -> None:
+        torch._foreach_mul_(bucket.updates, -bucket.group["lr"])
+
+
+def scale_by_learning_rate(lr: float = 1e-3) -> ScaleByLearningRate:
+    r"""The last step of a chain: :math:`u \leftarrow -\eta\, u` with ``lr`` from the group."""
+    return ScaleByLearningRate(lr)
+
+
+class AddDecayedWeights(GradientTransformation):
+    r"""Weight decay: :math:`u \leftarrow u + \lambda\,\theta`.
+
+    Placed *before* an adaptive scaling it is the coupled L2 penalty (torch.optim's
+    ``weight_decay``: the decay enters the moments); placed *after* it and before
+    :func:`scale_by_learning_rate` it is decoupled weight decay (AdamW, arXiv 1711.05101), where
+    the parameter shrinks by :math:`\eta\lambda\theta` per step whatever the gradient statistics.
+
+    Reads ``weight_decay`` (:math:`\lambda`).
+    """
+
+    name = "add_decayed_weights"
+
+    def __init__(self, weight_decay: float = 0.0) -> None:
+        super().__init__([Hyper("weight_decay", weight_decay, non_negative)])
+
+    def apply(self, bucket: Bucket) -> None:
+        weight_decay = bucket.group["weight_decay"]
+        if isinstance(weight_decay, Tensor):
+            weight_decay = weight_decay.item()
+        if weight_decay != 0:
+            torch._foreach_add_(bucket.updates, bucket.params, alpha=weight_decay)
+
+
+def add_decayed_weights(weight_decay: float = 0.0) -> AddDecayedWeights:
+    r"""Weight decay :math:`u \leftarrow u + \lambda\theta`, coupled or decoupled by position."""
+    return AddDecayedWeights(weight_decay)
+
+
+class Trace(GradientTransformation):
+    r"""Heavy-ball or Nesterov momentum, in torch.optim's convention.
+
+    .. math::
+        b_1 = u_1,\qquad b_t = \mu\, b_{t-1} + (1 - \tau)\, u_t,\qquad
+        u_t \leftarrow \begin{cases} u_t + \mu\, b_t & \text{nesterov} \\
+        b_t & \text{else}\end{cases}
+
+    The learning rate stays outside the buffer (it is applied by a later
+    :func:`scale_by_learning_rate`), and the first buffer is the raw update, with no dampening,
+    exactly as ``torch.optim.SGD``. Placed *after* :func:`scale_by_learning_rate` it is the
+    "learning rate inside the buffer" form of Sutskever et al. and of LARS (arXiv 1708.03888).
+    With momentum 0 it does nothing and keeps no buffer. Nesterov momentum (Sutskever et al.,
+    ICML 2013) requires momentum > 0 and dampening 0.
+
+    Reads ``momentum`` (:math:`\mu`), ``dampening`` (:math:`\tau`), ``nesterov``.
+    State: ``momentum_buffer``.
+    """
+
+    name = "trace"
+
+    def __init__(self, momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False):
+        super().__init__(
+            [
+                Hyper("momentum", momentum, unit_interval),
+                Hyper("dampening", dampening, closed_unit_interval),
+                Hyper("nesterov", nesterov, boolean),
+            ]
+        )
+
+    def validate(self, group: dict[str, Any], owner: str, index: int) -> None:
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError(
+                f"{owner}: invalid nesterov=True in param group {index} with "
+                f"momentum={group['momentum']!r} and dampening={group['dampening']!r}; "
+                f"Nesterov momentum requires momentum > 0 and dampening = 0"
+            )
+
+    def apply(self, bucket: Bucket) -> None:
+        group = bucket.group
+        momentum = group["momentum"]
+        if momentum == 0:
+            return
+        fresh = [i for i, state in enumerate(bucket.states) if "momentum_buffer" not in state]
+        for i in fresh:
+            bucket.states[i]["momentum_buffer"] = bucket.updates[i].clone()
+        if len(fresh) < len(bucket.states):
+            taken = set(fresh)
+            old = [i for i in range(len(bucket.states)) if i not in taken]
+            buffers = [bucket.states[i]["momentum_buffer"] for i in old]
+            torch._foreach_mul_(buffers, momentum)
+            torch._foreach_add_(
+                buffers, [bucket.updates[i] for i in old], alpha=1 - group["dampening"]
+            )
+        buffers = [state["momentum_buffer"] for state in bucket.states]
+        if group["nesterov"]:
+            torch._foreach_add_(bucket.updates, buffers, alpha=momentum)
+        else:
+            # Copy, never alias: later transformations rewrite the updates in place.
+            torch._foreach_copy_(bucket.updates, buffers)
+
+
+def trace(momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False) -> Trace:
+    r"""Momentum :math:`b \leftarrow \mu b + (1-\tau)u` (Nesterov: :math:`u + \mu b`)."""
+    return Trace(momentum, dampening, nesterov)

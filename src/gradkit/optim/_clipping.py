@@ -1,0 +1,135 @@
+"""Gradient clipping: adaptive (unit-wise, AGC) and by global norm."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import Tensor
+
+from gradkit.optim._core import Bucket, GradientTransformation
+from gradkit.optim._hyper import Hyper, non_negative, optional_non_negative
+from gradkit.optim._layerwise import norms
+
+
+def unitwise_norm(tensor: Tensor) -> Tensor:
+    """The L2 norm per output unit in PyTorch's output-first layout (dim 0), kept broadcastable.
+
+    A weight of shape ``(out, in)`` or ``(out, in, k, k)`` has one norm per row/filter; a bias,
+    gain or scalar (at most one dimension) is a single unit.
+    """
+    if tensor.ndim <= 1:
+        return torch.linalg.vector_norm(tensor)
+    return torch.linalg.vector_norm(tensor, dim=tuple(range(1, tensor.ndim)), keepdim=True)
+
+
+def agc_clip_(update: Tensor, param: Tensor, clipping: float, eps: float) -> None:
+    r"""Clip ``update`` in place, unit-wise, to ``clipping`` times the parameter's norm."""
+    max_norm = unitwise_norm(param).clamp_min_(eps).mul_(clipping)
+    update_norm = unitwise_norm(update)
+    scale = max_norm / update_norm.clamp_min(1e-6)
+    update.mul_(torch.where(update_norm > max_norm, scale, 1.0).to(update.dtype))
+
+
+class ClipByAgc(GradientTransformation):
+    r"""Adaptive gradient clipping (Brock et al., arXiv 2102.06171, Eq. 3), per output unit.
+
+    .. math::
+        u_i \leftarrow \begin{cases}
+        \lambda \dfrac{\lVert\theta_i\rVert^\star}{\lVert u_i\rVert}\, u_i &
+        \dfrac{\lVert u_i\rVert}{\lVert\theta_i\rVert^\star} > \lambda \\ u_i & \text{else}
+        \end{cases},\qquad \lVert\theta_i\rVert^\star = \max(\lVert\theta_i\rVert, \epsilon)
+
+    where :math:`i` runs over the output units (rows of a linear weight, filters of a
+    convolution; a bias is one unit). Put it first in a chain, on the raw gradient. The paper
+    does not clip the classifier head: give the head's param group ``agc_clipping=None``
+    (:func:`gradkit.optim.param_groups` does, with ``head=``).
+
+    Reads ``agc_clipping`` (:math:`\lambda`; ``None`` or 0 turns it off) and ``agc_eps``.
+    """
+
+    name = "clip_by_agc"
+
+    def __init__(self, clipping: float | None = 0.01, eps: float = 1e-3) -> None:
+        super().__init__(
+            [
+                Hyper("agc_clipping", clipping, optional_non_negative),
+                Hyper("agc_eps", eps, non_negative),
+            ]
+        )
+
+    def apply(self, bucket: Bucket) -> None:
+        clipping = bucket.group["agc_clipping"]
+        if not clipping:
+            return
+        for update, param in zip(bucket.updates, bucket.params, strict=True):
+            agc_clip_(update, param, clipping, bucket.group["agc_eps"])
+
+
+def clip_by_agc(clipping: float | None = 0.01, eps: float = 1e-3) -> ClipByAgc:
+    r"""Adaptive gradient clipping: :math:`\lVert u_i\rVert \le \lambda\lVert\theta_i\rVert`."""
+    return ClipByAgc(clipping, eps)
+
+
+@torch.no_grad()
+def adaptive_clip_grad_(
+    parameters: Iterable[Tensor] | Tensor, clipping: float = 0.01, eps: float = 1e-3
+) -> None:
+    r"""Apply adaptive gradient clipping to ``p.grad`` in place (arXiv 2102.06171, Eq. 3).
+
+    The standalone form of :func:`clip_by_agc`, for a hand-written loop, used like
+    ``torch.nn.utils.clip_grad_norm_``: call it between ``backward()`` and ``step()``, on every
+    parameter but the classifier head's.
+    """
+    if not clipping >= 0:
+        raise ValueError(f"adaptive_clip_grad_: invalid clipping={clipping!r}; expected >= 0")
+    if not eps >= 0:
+        raise ValueError(f"adaptive_clip_grad_: invalid eps={eps!r}; expected >= 0")
+    if isinstance(parameters, Tensor):
+        parameters = [parameters]
+    for param in parameters:
+        if param.grad is not None and clipping:
+            agc_clip_(param.grad, param, clipping, eps)
+
+
+class ClipByGlobalNorm(GradientTransformation):
+    r"""Clip all updates together to a maximum global L2 norm, as ``clip_grad_norm_``.
+
+    .. math::
+        u \leftarrow u \cdot \min\!\left(1, \frac{c}{\lVert u\rVert_2 + 10^{-6}}\right),\qquad
+        \lVert u\rVert_2 = \sqrt{\textstyle\sum_{\text{all params}} \lVert u_j\rVert^2}
+
+    The norm runs over every parameter of the optimizer, across param groups; groups with
+    ``max_grad_norm=None`` are left out, and the others must agree on ``max_grad_norm``.
+
+    Reads ``max_grad_norm`` (:math:`c`; ``None`` turns it off).
+    """
+
+    name = "clip_by_global_norm"
+
+    def __init__(self, max_grad_norm: float | None = 1.0) -> None:
+        super().__init__([Hyper("max_grad_norm", max_grad_norm, optional_non_negative)])
+
+    def update(self, buckets: Sequence[Bucket]) -> None:
+        chosen = [b for b in buckets if b.group["max_grad_norm"] is not None]
+        if not chosen:
+            return
+        limits = {float(b.group["max_grad_norm"]) for b in chosen}
+        if len(limits) > 1:
+            raise ValueError(
+                f"clip_by_global_norm: max_grad_norm differs between param groups "
+                f"({sorted(limits)}); a global norm needs one limit"
+            )
+        (limit,) = limits
+        all_norms = [norm.double() for b in chosen for norm in norms(b.updates)]
+        if not all_norms:
+            return
+        total = torch.linalg.vector_norm(torch.stack(all_norms))
+        coefficient = torch.clamp(limit / (total + 1e-6), max=1.0)
+        for bucket in chosen:
+            torch._foreach_mul_(bucket.updates, coefficient.to(bucket.updates[0].dtype))
+
+
+def clip_by_global_norm(max_grad_norm: float | None = 1.0) -> ClipByGlobalNorm:
+    r"""Clip the global norm of all updates to ``max_grad_norm``."""
+    return ClipByGlobalNorm(max_grad_norm)

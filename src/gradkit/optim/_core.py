@@ -1,0 +1,202 @@
+"""The gradient-transformation protocol and ``chain``.
+
+A step of a gradkit optimizer works on *buckets*: the parameters of one param group that have a
+gradient, on one device and of one dtype, with their gradients copied into ``updates`` (negated
+under ``maximize``). Each transformation rewrites ``updates`` in place with multi-tensor
+(``torch._foreach_*``) ops; after the last one the optimizer adds ``updates`` to the parameters.
+A transformation sees every bucket of the step at once, so a global quantity (the norm for
+global-norm clipping) is one pass.
+
+Every hyperparameter is read from the bucket's param group at each step, never cached, so
+``torch.optim.lr_scheduler`` and gradkit's schedules of lr, momentum or betas take effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from gradkit.optim._hyper import Hyper, boolean
+
+
+def scalar_dtype() -> torch.dtype:
+    """torch.optim's dtype for ``step`` and ``mu_product``: float64 iff that is the default."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+@dataclass
+class Bucket:
+    """The parameters of one param group with a gradient, on one device, of one dtype.
+
+    Attributes:
+        group: the param group (hyperparameters are read from it at each step).
+        group_index: its position in ``optimizer.param_groups`` (for messages).
+        params: the parameters.
+        updates: the running update of each parameter; starts as (a copy of) the gradient and
+            ends as the quantity added to the parameter.
+        states: the per-parameter state dicts (``optimizer.state[p]``).
+        steps: the step count of each parameter, already incremented for this step (1 on the
+            first step), as Python floats like torch.optim's ``_get_value(state["step"])``.
+    """
+
+    group: dict[str, Any]
+    group_index: int
+    params: list[Tensor]
+    updates: list[Tensor]
+    states: list[dict[str, Any]]
+    steps: list[float] = field(default_factory=list)
+
+
+class GradientTransformation:
+    """One named step of an optimizer: a map from updates to updates.
+
+    Subclasses declare the param-group keys they read in ``hypers`` (key -> :class:`Hyper`),
+    create their per-parameter state in :meth:`init_state` and rewrite ``bucket.updates`` in
+    :meth:`apply`. :meth:`update` runs :meth:`apply` on every bucket; override it only for
+    transformations that need all buckets at once (global-norm clipping).
+    """
+
+    name: str = "transformation"
+
+    def __init__(self, hypers: Iterable[Hyper] = ()) -> None:
+        self.hypers: dict[str, Hyper] = {hyper.key: hyper for hyper in hypers}
+
+    def init_state(self, param: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        """Create this transformation's entries in a parameter's state (first step only)."""
+
+    def validate(self, group: dict[str, Any], owner: str, index: int) -> None:
+        """Check relations between keys of a new param group; raise ``ValueError`` if broken."""
+
+    def apply(self, bucket: Bucket) -> None:
+        """Rewrite ``bucket.updates`` in place."""
+        raise NotImplementedError
+
+    def update(self, buckets: Sequence[Bucket]) -> None:
+        """Rewrite the updates of every bucket of this step."""
+        for bucket in buckets:
+            self.apply(bucket)
+
+    def scalar_state_keys(self) -> tuple[str, ...]:
+        """State entries that are 0-d counters (kept in :func:`scalar_dtype`, never cast)."""
+        return ()
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{key}={hyper.default!r}" for key, hyper in self.hypers.items())
+        return f"{self.name}({settings})"
+
+
+class Chain(GradientTransformation):
+    """Transformations applied one after the other; see :func:`chain`."""
+
+    name = "chain"
+
+    def __init__(self, transformations: Sequence[GradientTransformation]) -> None:
+        super().__init__()
+        if not transformations:
+            raise ValueError("chain: expected at least one transformation, got none")
+        for transformation in transformations:
+            if not isinstance(transformation, GradientTransformation):
+                raise TypeError(
+                    f"chain: expected GradientTransformation instances, got {transformation!r}"
+                )
+            for key, hyper in transformation.hypers.items():
+                known = self.hypers.get(key)
+                if known is not None and _differs(known.default, hyper.default):
+                    raise ValueError(
+                        f"chain: {transformation.name} and an earlier transformation both read "
+                        f"the param-group key {key!r} but with different defaults "
+                        f"({known.default!r} and {hyper.default!r}); give them the same value"
+                    )
+                self.hypers.setdefault(key, hyper)
+        self.transformations = tuple(transformations)
+
+    def init_state(self, param: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        for transformation in self.transformations:
+            transformation.init_state(param, state, group)
+
+    def validate(self, group: dict[str, Any], owner: str, index: int) -> None:
+        for transformation in self.transformations:
+            transformation.validate(group, owner, index)
+
+    def update(self, buckets: Sequence[Bucket]) -> None:
+        for transformation in self.transformations:
+            transformation.update(buckets)
+
+    def scalar_state_keys(self) -> tuple[str, ...]:
+        return tuple(key for t in self.transformations for key in t.scalar_state_keys())
+
+    def __repr__(self) -> str:
+        return "chain(" + ", ".join(repr(t) for t in self.transformations) + ")"
+
+
+def _differs(a: Any, b: Any) -> bool:
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return a is not b
+    return bool(a != b)
+
+
+def chain(*transformations: GradientTransformation) -> Chain:
+    """Compose transformations: the updates flow through them left to right.
+
+    Each transformation reads its hyperparameters from the param group under fixed keys (see
+    each one's docstring). Two transformations may share a key (the weight decay of a coupled
+    and of a decoupled step) only if they give it the same default.
+
+    Example:
+        >>> from gradkit.optim import ChainedOptimizer, chain, scale_by_adam
+        >>> from gradkit.optim import add_decayed_weights, scale_by_learning_rate
+        >>> adamw = chain(scale_by_adam(), add_decayed_weights(0.01), scale_by_learning_rate(1e-3))
+        >>> opt = ChainedOptimizer([torch.zeros(3, requires_grad=True)], adamw)
+    """
+    return Chain(transformations)
+
+
+class Conditional(GradientTransformation):
+    """A transformation that runs only on groups where a boolean key has a given value."""
+
+    def __init__(self, key: str, value: bool, inner: GradientTransformation) -> None:
+        # The flag defaults to False: an absent key means "off", whichever branch this is.
+        super().__init__([*inner.hypers.values(), Hyper(key, False, boolean)])
+        self.key, self.value, self.inner = key, value, inner
+        self.name = f"{'when' if value else 'unless'}({key!r}, {inner.name})"
+
+    def init_state(self, param: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        self.inner.init_state(param, state, group)
+
+    def validate(self, group: dict[str, Any], owner: str, index: int) -> None:
+        self.inner.validate(group, owner, index)
+
+    def update(self, buckets: Sequence[Bucket]) -> None:
+        chosen = [b for b in buckets if bool(b.group.get(self.key, False)) is self.value]
+        if chosen:
+            self.inner.update(chosen)
+
+    def scalar_state_keys(self) -> tuple[str, ...]:
+        return self.inner.scalar_state_keys()
+
+    def __repr__(self) -> str:
+        return f"{'when' if self.value else 'unless'}({self.key!r}, {self.inner!r})"
+
+
+def when(key: str, transformation: GradientTransformation) -> Conditional:
+    """Run ``transformation`` only on param groups whose boolean ``key`` is true."""
+    return Conditional(key, True, transformation)
+
+
+def unless(key: str, transformation: GradientTransformation) -> Conditional:
+    """Run ``transformation`` only on param groups whose boolean ``key`` is false (or absent)."""
+    return Conditional(key, False, transformation)
+
+
+def add_scaled_(targets: list[Tensor], sources: list[Tensor], scales: list[float]) -> None:
+    """``targets[i] += scales[i] * sources[i]``, one multi-tensor op when the scales agree."""
+    if len(set(scales)) <= 1:
+        if scales:
+            torch._foreach_add_(targets, sources, alpha=scales[0])
+        return
+    for target, source, scale in zip(targets, sources, scales, strict=True):
+        target.add_(source, alpha=scale)

@@ -1,0 +1,147 @@
+"""Layer-wise adaptation: the trust ratio of LARS and of LAMB, written once."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from gradkit.optim._core import Bucket, GradientTransformation
+from gradkit.optim._hyper import Hyper, boolean, non_negative, optional_bounds
+
+
+def norms(tensors: list[Tensor]) -> list[Tensor]:
+    """The L2 norm of each tensor as a 0-d tensor, accumulated in at least float32."""
+    if not tensors:
+        return []
+    dtype = tensors[0].dtype
+    if dtype not in (torch.float32, torch.float64):
+        dtype = torch.float32
+    return list(torch._foreach_norm(tensors, 2, dtype=dtype))
+
+
+def guarded_ratios(
+    weight_norms: list[Tensor],
+    denominators: list[Tensor],
+    numerators: list[Tensor] | None = None,
+) -> list[Tensor]:
+    """``numerator / denominator`` (numerator: the weight norm), or 1 where a norm is 0.
+
+    The guard every trust ratio needs: a zero weight (a fresh bias, a zero-size parameter) or
+    a zero update would otherwise give a ratio of 0 or a division by 0.
+    """
+    if numerators is None:
+        numerators = weight_norms
+    ratios = []
+    for weight_norm, denominator, numerator in zip(
+        weight_norms, denominators, numerators, strict=True
+    ):
+        valid = (weight_norm > 0) & (denominator > 0)
+        safe = torch.where(valid, denominator, 1.0)
+        ratios.append(torch.where(valid, numerator / safe, 1.0))
+    return ratios
+
+
+class ScaleByTrustRatio(GradientTransformation):
+    r"""The layer-wise trust ratio, per parameter tensor, in its LARS or its LAMB form.
+
+    LAMB form (arXiv 1904.00962, Alg. 2), placed after the adaptive step and the decoupled
+    weight decay, with :math:`\phi(z) = \min(\max(z, \gamma_l), \gamma_u)` (identity by default):
+
+    .. math:: u \leftarrow \frac{\phi(\lVert\theta\rVert)}{\lVert u\rVert}\, u
+
+    LARS form (arXiv 1708.03888, Alg. 1), placed on the raw gradient :math:`g`. It adds the
+    weight decay itself, because the paper's local rate uses the *sum* of the two norms:
+
+    .. math::
+        u \leftarrow \lambda\,(g + \beta\theta),\qquad
+        \lambda = \frac{\eta\,\lVert\theta\rVert}{\lVert g\rVert + \beta\lVert\theta\rVert
+        + \epsilon}
+
+    In both forms the ratio is 1 where the weight or the update has zero norm, and where the
+    group's ``layer_adaptation`` is False (biases and normalization parameters, see
+    :func:`gradkit.optim.param_groups`).
+
+    Reads ``layer_adaptation``; LAMB form: ``weight_norm_bounds`` (``None`` or
+    :math:`(\gamma_l, \gamma_u)`); LARS form: ``trust_coefficient`` (:math:`\eta`),
+    ``weight_decay`` (:math:`\beta`) and ``eps``.
+    """
+
+    name = "scale_by_trust_ratio"
+
+    def __init__(
+        self,
+        form: Literal["lamb", "lars"] = "lamb",
+        *,
+        trust_coefficient: float = 1e-3,
+        weight_decay: float = 0.0,
+        eps: float = 0.0,
+        weight_norm_bounds: tuple[float, float] | None = None,
+    ) -> None:
+        hypers = [Hyper("layer_adaptation", True, boolean)]
+        if form == "lamb":
+            hypers.append(Hyper("weight_norm_bounds", weight_norm_bounds, optional_bounds))
+        elif form == "lars":
+            hypers += [
+                Hyper("trust_coefficient", trust_coefficient, non_negative),
+                Hyper("weight_decay", weight_decay, non_negative),
+                Hyper("eps", eps, non_negative),
+            ]
+        else:
+            raise ValueError(
+                f"scale_by_trust_ratio: invalid form={form!r}; expected 'lamb' or 'lars'"
+            )
+        super().__init__(hypers)
+        self.form = form
+
+    def apply(self, bucket: Bucket) -> None:
+        group = bucket.group
+        if self.form == "lars":
+            self._apply_lars(bucket)
+            return
+        if not group["layer_adaptation"]:
+            return
+        weight_norms = norms(bucket.params)
+        bounds = group["weight_norm_bounds"]
+        # phi clamps the weight norm; the zero guard still looks at the true norm.
+        phi = None if bounds is None else [norm.clamp(*bounds) for norm in weight_norms]
+        ratios = guarded_ratios(weight_norms, norms(bucket.updates), phi)
+        torch._foreach_mul_(bucket.updates, ratios)
+
+    def _apply_lars(self, bucket: Bucket) -> None:
+        group = bucket.group
+        weight_decay = group["weight_decay"]
+        if group["layer_adaptation"]:
+            weight_norms = norms(bucket.params)
+            denominators = [
+                grad_norm + weight_decay * weight_norm + group["eps"]
+                for grad_norm, weight_norm in zip(norms(bucket.updates), weight_norms, strict=True)
+            ]
+            numerators = [group["trust_coefficient"] * norm for norm in weight_norms]
+            ratios = guarded_ratios(weight_norms, denominators, numerators)
+        if weight_decay != 0:
+            torch._foreach_add_(bucket.updates, bucket.params, alpha=weight_decay)
+        if group["layer_adaptation"]:
+            torch._foreach_mul_(bucket.updates, ratios)
+
+    def __repr__(self) -> str:
+        return f"scale_by_trust_ratio(form={self.form!r})"
+
+
+def scale_by_trust_ratio(
+    form: Literal["lamb", "lars"] = "lamb",
+    *,
+    trust_coefficient: float = 1e-3,
+    weight_decay: float = 0.0,
+    eps: float = 0.0,
+    weight_norm_bounds: tuple[float, float] | None = None,
+) -> ScaleByTrustRatio:
+    r"""Layer-wise trust ratio :math:`\lVert\theta\rVert / \lVert u\rVert` (LAMB) or LARS's."""
+    return ScaleByTrustRatio(
+        form,
+        trust_coefficient=trust_coefficient,
+        weight_decay=weight_decay,
+        eps=eps,
+        weight_norm_bounds=weight_norm_bounds,
+    )

@@ -1,0 +1,181 @@
+"""``ChainedOptimizer``: a ``torch.optim.Optimizer`` that runs a transformation chain."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from gradkit.optim._core import Bucket, GradientTransformation, scalar_dtype
+from gradkit.optim._hyper import Hyper, boolean, validate_group
+
+ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
+
+
+class ChainedOptimizer(torch.optim.Optimizer):
+    r"""Runs a chain of gradient transformations on every param group.
+
+    Per step, for the parameters that have a gradient:
+
+    .. math::
+        u \leftarrow \pm g \;(\text{a copy; } -g \text{ if maximize}),\qquad
+        u \leftarrow T_k \circ \dots \circ T_1(u),\qquad \theta \leftarrow \theta + u
+
+    The last transformation of a chain is normally :func:`scale_by_learning_rate`, which turns
+    the direction into a step :math:`-\eta\,u`.
+
+    Hyperparameters live in the param groups and are read at every step, so
+    ``torch.optim.lr_scheduler`` and schedules of momentum or betas work; a group may override
+    any of them. State is kept per parameter in ``self.state[p]`` (with a ``step`` counter like
+    torch.optim's), created on the first step that parameter has a gradient. ``p.grad`` is never
+    modified.
+
+    Args:
+        params: parameters, or param-group dicts.
+        transformation: the chain (or single transformation) to run.
+        **defaults: values for the chain's hyperparameters (and ``maximize``); keys the chain
+            does not read are rejected.
+    """
+
+    def __init__(
+        self, params: ParamsT, transformation: GradientTransformation, **defaults: Any
+    ) -> None:
+        if not isinstance(transformation, GradientTransformation):
+            raise TypeError(
+                f"{type(self).__name__}: transformation must be a GradientTransformation "
+                f"(build one with gradkit.optim.chain), got {transformation!r}"
+            )
+        hypers = dict(transformation.hypers)
+        hypers.setdefault("maximize", Hyper("maximize", False, boolean))
+        unknown = sorted(set(defaults) - set(hypers))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}: unexpected hyperparameter {unknown[0]!r}; "
+                f"this chain reads {sorted(hypers)}"
+            )
+        self._transformation = transformation
+        self._hypers = hypers
+        merged = {key: hyper.default for key, hyper in hypers.items()}
+        merged.update(defaults)
+        if isinstance(params, Tensor):
+            raise TypeError(
+                f"{type(self).__name__}: params must be an iterable of tensors or of dicts, "
+                f"got a single tensor; pass [tensor] or model.parameters()"
+            )
+        params = list(params)
+        if not params:
+            raise ValueError(f"{type(self).__name__}: params is an empty parameter list")
+        super().__init__(params, merged)
+
+    @property
+    def transformation(self) -> GradientTransformation:
+        """The chain this optimizer runs."""
+        return self._transformation
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        try:
+            index = len(self.param_groups) - 1
+            validate_group(type(self).__name__, group, self._hypers, index)
+            self._transformation.validate(group, type(self).__name__, index)
+            for index, param in enumerate(group["params"]):
+                if param.is_complex():
+                    raise TypeError(
+                        f"{type(self).__name__}: complex parameters are not supported "
+                        f"(parameter {index} of param group {len(self.param_groups) - 1} "
+                        f"is {param.dtype}); use torch.view_as_real"
+                    )
+                if not param.is_floating_point():
+                    raise TypeError(
+                        f"{type(self).__name__}: parameters must be floating point "
+                        f"(parameter {index} of param group {len(self.param_groups) - 1} "
+                        f"is {param.dtype})"
+                    )
+        except (ValueError, TypeError):
+            self.param_groups.pop()
+            raise
+
+    def _buckets(self) -> list[Bucket]:
+        buckets: list[Bucket] = []
+        for group_index, group in enumerate(self.param_groups):
+            by_kind: dict[tuple[torch.device, torch.dtype], Bucket] = {}
+            for index, param in enumerate(group["params"]):
+                grad = param.grad
+                if grad is None:
+                    continue
+                if grad.is_sparse:
+                    raise TypeError(
+                        f"{type(self).__name__} does not support sparse gradients "
+                        f"(parameter {index} of param group {group_index}); use "
+                        f"torch.optim.SparseAdam or a dense embedding (sparse=False)"
+                    )
+                kind = (param.device, param.dtype)
+                bucket = by_kind.get(kind)
+                if bucket is None:
+                    bucket = by_kind[kind] = Bucket(group, group_index, [], [], [])
+                state = self.state[param]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=scalar_dtype())
+                    self._transformation.init_state(param, state, group)
+                bucket.params.append(param)
+                bucket.updates.append(grad)
+                bucket.states.append(state)
+            buckets.extend(by_kind.values())
+        return buckets
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        """Perform one optimization step; ``closure`` re-evaluates the loss (optional)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        buckets = self._buckets()
+        if not buckets:
+            return loss
+        for bucket in buckets:
+            # The update starts as a copy of the gradient so that p.grad is never modified.
+            if bucket.group["maximize"]:
+                bucket.updates = torch._foreach_neg(bucket.updates)
+            else:
+                bucket.updates = [grad.clone() for grad in bucket.updates]
+            step_counters = [state["step"] for state in bucket.states]
+            torch._foreach_add_(step_counters, 1)
+            bucket.steps = [float(counter) for counter in step_counters]
+        self._transformation.update(buckets)
+        for bucket in buckets:
+            torch._foreach_add_(bucket.params, bucket.updates)
+        return loss
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load state saved by :meth:`state_dict`; 0-d counters keep their exact values.
+
+        torch.optim casts every floating state tensor but ``step`` to the parameter's dtype
+        on load; for a bfloat16 parameter that would round counters such as NAdam's
+        ``mu_product``. They are restored in :func:`scalar_dtype` instead.
+        """
+        keys = self._transformation.scalar_state_keys()
+        saved = {
+            (param_id, key): value.detach().clone()
+            for param_id, entry in state_dict["state"].items()
+            for key, value in entry.items()
+            if key in keys and isinstance(value, Tensor)
+        }
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            # A state dict saved by torch.optim lacks keys gradkit adds (e.g. RMSprop's nesterov).
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+        if not saved:
+            return
+        ids = [pid for group in state_dict["param_groups"] for pid in group["params"]]
+        params = [p for group in self.param_groups for p in group["params"]]
+        by_id = dict(zip(ids, params, strict=True))
+        for (param_id, key), value in saved.items():
+            self.state[by_id[param_id]][key] = value.to(dtype=scalar_dtype())
+
+    def __repr__(self) -> str:
+        return super().__repr__() + f"\n[{self._transformation!r}]"

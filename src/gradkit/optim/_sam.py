@@ -1,0 +1,170 @@
+"""Sharpness-aware minimization as a wrapper over any optimizer."""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class SAM(torch.optim.Optimizer):
+    r"""Sharpness-aware minimization (Foret et al., arXiv 2010.01412, Alg. 1) over any optimizer.
+
+    Each step takes two gradients: at :math:`\theta` and at the worst nearby point
+
+    .. math::
+        \hat\epsilon = \rho\,\frac{T_\theta^2\, g}{\lVert T_\theta\, g\rVert_2},\qquad
+        g_{\text{SAM}} = \nabla L(\theta + \hat\epsilon)
+
+    and the wrapped optimizer steps from :math:`\theta` with :math:`g_{\text{SAM}}`.
+    :math:`T_\theta = I` for SAM; with ``adaptive=True``, :math:`T_\theta = |\theta|` (ASAM,
+    Kwon et al., arXiv 2102.11600). The norm is global, over every parameter with a gradient;
+    ``rho`` and ``adaptive`` may differ per param group. A tiny ``eps`` keeps a zero gradient
+    from dividing by zero (:math:`\hat\epsilon = 0` then).
+
+    The wrapper shares the inner optimizer's ``param_groups`` (so learning-rate schedulers work
+    on either) and its ``state``: ``state_dict()`` holds the inner optimizer's full state.
+
+    Use with a closure that zeroes the gradients, computes the loss and calls ``backward``; it
+    runs twice per step, and :meth:`step` returns the loss of the first pass (at
+    :math:`\theta`)::
+
+        opt = SAM(gradkit.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), rho=0.05)
+
+        def closure():
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            return loss
+
+        loss = opt.step(closure)
+
+    For control over each pass (mixed precision, ``no_sync`` in DDP) call
+    :meth:`first_step` after the first backward and :meth:`second_step` after the second.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        *,
+        rho: float = 0.05,
+        adaptive: bool = False,
+        eps: float = 1e-12,
+    ) -> None:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(
+                f"SAM: optimizer must be a torch.optim.Optimizer instance, got {optimizer!r}"
+            )
+        if isinstance(optimizer, SAM):
+            raise TypeError("SAM: optimizer is already a SAM; wrap the inner optimizer once")
+        for name, value in (("rho", rho), ("eps", eps)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"SAM: {name} must be a number, got {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"SAM: invalid {name}={value!r}; expected a finite number >= 0")
+        if not isinstance(adaptive, bool):
+            raise TypeError(f"SAM: adaptive must be True or False, got {adaptive!r}")
+        self.base_optimizer = optimizer
+        self.defaults = {**optimizer.defaults, "rho": rho, "adaptive": adaptive}
+        self._eps = eps
+        for group in optimizer.param_groups:
+            group.setdefault("rho", rho)
+            group.setdefault("adaptive", adaptive)
+        self._perturbations: dict[Tensor, Tensor] = {}
+        # torch.optim.Optimizer.__init__ would build new groups and state; SAM shares the inner
+        # optimizer's instead, so it sets up only the hook tables and the step wrapper.
+        self._optimizer_step_pre_hooks = OrderedDict()
+        self._optimizer_step_post_hooks = OrderedDict()
+        self._optimizer_state_dict_pre_hooks = OrderedDict()
+        self._optimizer_state_dict_post_hooks = OrderedDict()
+        self._optimizer_load_state_dict_pre_hooks = OrderedDict()
+        self._optimizer_load_state_dict_post_hooks = OrderedDict()
+        self._patch_step_function()
+
+    @property  # type: ignore[override]
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.base_optimizer.param_groups
+
+    @param_groups.setter
+    def param_groups(self, value: list[dict[str, Any]]) -> None:
+        self.base_optimizer.param_groups = value
+
+    @property  # type: ignore[override]
+    def state(self) -> Any:
+        return self.base_optimizer.state
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        self.base_optimizer.state = value
+
+    @torch.no_grad()
+    def first_step(self) -> None:
+        r"""Move to :math:`\theta + \hat\epsilon` using the current gradients."""
+        if self._perturbations:
+            raise RuntimeError("SAM.first_step called twice without second_step in between")
+        with_grad = [
+            (group, p) for group in self.param_groups for p in group["params"] if p.grad is not None
+        ]
+        if not with_grad:
+            return
+        scaled = [p.grad * p.abs() if group["adaptive"] else p.grad for group, p in with_grad]
+        norm = torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(g, dtype=torch.float64) for g in scaled])
+        )
+        for (group, p), g in zip(with_grad, scaled, strict=True):
+            factor = group["rho"] / (norm + self._eps)
+            perturbation = (g * p.abs() if group["adaptive"] else g) * factor.to(g.dtype)
+            p.add_(perturbation)
+            self._perturbations[p] = perturbation
+
+    @torch.no_grad()
+    def second_step(self) -> None:
+        """Return to :math:`\\theta` and let the wrapped optimizer step with the SAM gradient."""
+        for p, perturbation in self._perturbations.items():
+            p.sub_(perturbation)
+        self._perturbations.clear()
+        self.base_optimizer.step()
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        """Two passes of ``closure`` (at θ, then at θ + ε̂), then the inner step."""
+        if closure is None:
+            raise ValueError(
+                "SAM.step needs a closure that zeroes the gradients, computes the loss and "
+                "calls backward (or call first_step and second_step yourself)"
+            )
+        with torch.enable_grad():
+            loss = closure()
+        self.first_step()
+        try:
+            with torch.enable_grad():
+                closure()
+        except BaseException:
+            # Leave the parameters where they were, whatever the closure raised.
+            with torch.no_grad():
+                for p, perturbation in self._perturbations.items():
+                    p.sub_(perturbation)
+            self._perturbations.clear()
+            raise
+        self.second_step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.base_optimizer.zero_grad(set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.base_optimizer.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.base_optimizer.load_state_dict(state_dict)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        param_group.setdefault("rho", self.defaults["rho"])
+        param_group.setdefault("adaptive", self.defaults["adaptive"])
+        self.base_optimizer.add_param_group(param_group)
+
+    def __repr__(self) -> str:
+        return f"SAM({self.base_optimizer!r})"
