@@ -21,10 +21,12 @@ class SAM(torch.optim.Optimizer):
         g_{\text{SAM}} = \nabla L(\theta + \hat\epsilon)
 
     and the wrapped optimizer steps from :math:`\theta` with :math:`g_{\text{SAM}}`.
-    :math:`T_\theta = I` for SAM; with ``adaptive=True``, :math:`T_\theta = |\theta|` (ASAM,
-    Kwon et al., arXiv 2102.11600). The norm is global, over every parameter with a gradient;
-    ``rho`` and ``adaptive`` may differ per param group. A tiny ``eps`` keeps a zero gradient
-    from dividing by zero (:math:`\hat\epsilon = 0` then).
+    :math:`T_\theta = I` for SAM; with ``adaptive=True``, :math:`T_\theta = |\theta| + \eta`
+    element-wise (ASAM, Kwon et al., arXiv 2102.11600). ``eta`` defaults to 0, the common
+    implementation (davda54/sam); the authors' code uses :math:`\eta = 0.01` and leaves biases
+    unnormalized (give their param group ``adaptive=False``). The norm is global, over every
+    parameter with a gradient; ``rho``, ``adaptive`` and ``eta`` may differ per param group.
+    A tiny ``eps`` keeps a zero gradient from dividing by zero (:math:`\hat\epsilon = 0`).
 
     The wrapper shares the inner optimizer's ``param_groups`` (so learning-rate schedulers work
     on either) and its ``state``: ``state_dict()`` holds the inner optimizer's full state.
@@ -53,6 +55,7 @@ class SAM(torch.optim.Optimizer):
         *,
         rho: float = 0.05,
         adaptive: bool = False,
+        eta: float = 0.0,
         eps: float = 1e-12,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
@@ -61,7 +64,7 @@ class SAM(torch.optim.Optimizer):
             )
         if isinstance(optimizer, SAM):
             raise TypeError("SAM: optimizer is already a SAM; wrap the inner optimizer once")
-        for name, value in (("rho", rho), ("eps", eps)):
+        for name, value in (("rho", rho), ("eta", eta), ("eps", eps)):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"SAM: {name} must be a number, got {value!r}")
             if not math.isfinite(value) or value < 0:
@@ -69,12 +72,13 @@ class SAM(torch.optim.Optimizer):
         if not isinstance(adaptive, bool):
             raise TypeError(f"SAM: adaptive must be True or False, got {adaptive!r}")
         self.base_optimizer = optimizer
-        self.defaults = {**optimizer.defaults, "rho": rho, "adaptive": adaptive}
+        self.defaults = {**optimizer.defaults, "rho": rho, "adaptive": adaptive, "eta": eta}
         self._eps = eps
         for group in optimizer.param_groups:
             group.setdefault("rho", rho)
             group.setdefault("adaptive", adaptive)
-        self._perturbations: dict[Tensor, Tensor] = {}
+            group.setdefault("eta", eta)
+        self._originals: dict[Tensor, Tensor] = {}
         # torch.optim.Optimizer.__init__ would build new groups and state; SAM shares the inner
         # optimizer's instead, so it sets up only the hook tables and the step wrapper.
         self._optimizer_step_pre_hooks = OrderedDict()
@@ -104,30 +108,42 @@ class SAM(torch.optim.Optimizer):
     @torch.no_grad()
     def first_step(self) -> None:
         r"""Move to :math:`\theta + \hat\epsilon` using the current gradients."""
-        if self._perturbations:
+        if self._originals:
             raise RuntimeError("SAM.first_step called twice without second_step in between")
         with_grad = [
             (group, p) for group in self.param_groups for p in group["params"] if p.grad is not None
         ]
         if not with_grad:
             return
-        scaled = [p.grad * p.abs() if group["adaptive"] else p.grad for group, p in with_grad]
+        # T g with T = |theta| + eta (ASAM) or the identity (SAM).
+        scales = [
+            p.abs().add_(group["eta"]) if group["adaptive"] else None for group, p in with_grad
+        ]
+        scaled = [
+            p.grad if scale is None else p.grad * scale
+            for (_, p), scale in zip(with_grad, scales, strict=True)
+        ]
         norm = torch.linalg.vector_norm(
             torch.stack([torch.linalg.vector_norm(g, dtype=torch.float64) for g in scaled])
         )
-        for (group, p), g in zip(with_grad, scaled, strict=True):
+        for (group, p), g, scale in zip(with_grad, scaled, scales, strict=True):
             factor = group["rho"] / (norm + self._eps)
-            perturbation = (g * p.abs() if group["adaptive"] else g) * factor.to(g.dtype)
+            perturbation = (g if scale is None else g * scale) * factor.to(g.dtype)
+            # Keep the exact weights: (theta + e) - e need not round back to theta.
+            self._originals[p] = p.detach().clone()
             p.add_(perturbation)
-            self._perturbations[p] = perturbation
 
     @torch.no_grad()
     def second_step(self) -> None:
         """Return to :math:`\\theta` and let the wrapped optimizer step with the SAM gradient."""
-        for p, perturbation in self._perturbations.items():
-            p.sub_(perturbation)
-        self._perturbations.clear()
+        self._restore()
         self.base_optimizer.step()
+
+    @torch.no_grad()
+    def _restore(self) -> None:
+        for p, original in self._originals.items():
+            p.copy_(original)
+        self._originals.clear()
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """Two passes of ``closure`` (at θ, then at θ + ε̂), then the inner step."""
@@ -144,10 +160,7 @@ class SAM(torch.optim.Optimizer):
                 closure()
         except BaseException:
             # Leave the parameters where they were, whatever the closure raised.
-            with torch.no_grad():
-                for p, perturbation in self._perturbations.items():
-                    p.sub_(perturbation)
-            self._perturbations.clear()
+            self._restore()
             raise
         self.second_step()
         return loss
@@ -164,6 +177,7 @@ class SAM(torch.optim.Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         param_group.setdefault("rho", self.defaults["rho"])
         param_group.setdefault("adaptive", self.defaults["adaptive"])
+        param_group.setdefault("eta", self.defaults["eta"])
         self.base_optimizer.add_param_group(param_group)
 
     def __repr__(self) -> str:
