@@ -120,6 +120,9 @@ class ChainedOptimizer(torch.optim.Optimizer):
                 if not state:
                     state["step"] = torch.zeros((), dtype=scalar_dtype())
                     self._transformation.init_state(param, state, group)
+                elif "step" not in state:
+                    # Loaded from a torch.optim state dict that keeps no counter (SGD's).
+                    state["step"] = torch.zeros((), dtype=scalar_dtype())
                 bucket.params.append(param)
                 bucket.updates.append(grad)
                 bucket.states.append(state)
