@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -27,8 +28,11 @@ def agc_clip_(update: Tensor, param: Tensor, clipping: float, eps: float) -> Non
     r"""Clip ``update`` in place, unit-wise, to ``clipping`` times the parameter's norm."""
     max_norm = unitwise_norm(param).clamp_min_(eps).mul_(clipping)
     update_norm = unitwise_norm(update)
-    scale = max_norm / update_norm.clamp_min(1e-6)
-    update.mul_(torch.where(update_norm > max_norm, scale, 1.0).to(update.dtype))
+    clip = update_norm > max_norm
+    # Exactly Eq. 3: where a unit is clipped its norm exceeds max_norm >= 0, so it is > 0 (no
+    # 1e-6 floor on the divisor as in common implementations, which under-clips tiny units).
+    scale = max_norm / torch.where(clip, update_norm, 1.0)
+    update.mul_(torch.where(clip, scale, 1.0).to(update.dtype))
 
 
 class ClipByAgc(GradientTransformation):
@@ -110,17 +114,24 @@ class ClipByGlobalNorm(GradientTransformation):
     def __init__(self, max_grad_norm: float | None = 1.0) -> None:
         super().__init__([Hyper("max_grad_norm", max_grad_norm, optional_non_negative)])
 
-    def update(self, buckets: Sequence[Bucket]) -> None:
-        chosen = [b for b in buckets if b.group["max_grad_norm"] is not None]
-        if not chosen:
-            return
-        limits = {float(b.group["max_grad_norm"]) for b in chosen}
+    @staticmethod
+    def _limit(groups: Sequence[dict[str, Any]], owner: str) -> float | None:
+        limits = {float(g["max_grad_norm"]) for g in groups if g["max_grad_norm"] is not None}
         if len(limits) > 1:
             raise ValueError(
-                f"clip_by_global_norm: max_grad_norm differs between param groups "
+                f"{owner}: max_grad_norm differs between param groups "
                 f"({sorted(limits)}); a global norm needs one limit"
             )
-        (limit,) = limits
+        return limits.pop() if limits else None
+
+    def validate_groups(self, groups: Sequence[dict[str, Any]], owner: str) -> None:
+        self._limit(groups, owner)
+
+    def update(self, buckets: Sequence[Bucket]) -> None:
+        chosen = [b for b in buckets if b.group["max_grad_norm"] is not None]
+        limit = self._limit([b.group for b in chosen], self.name)
+        if limit is None:
+            return
         all_norms = [norm.double() for b in chosen for norm in norms(b.updates)]
         if not all_norms:
             return

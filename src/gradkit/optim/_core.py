@@ -71,6 +71,9 @@ class GradientTransformation:
     def validate(self, group: dict[str, Any], owner: str, index: int) -> None:
         """Check relations between keys of a new param group; raise ``ValueError`` if broken."""
 
+    def validate_groups(self, groups: Sequence[dict[str, Any]], owner: str) -> None:
+        """Check relations between param groups (before any state changes); raise if broken."""
+
     def apply(self, bucket: Bucket) -> None:
         """Rewrite ``bucket.updates`` in place."""
         raise NotImplementedError
@@ -122,6 +125,10 @@ class Chain(GradientTransformation):
         for transformation in self.transformations:
             transformation.validate(group, owner, index)
 
+    def validate_groups(self, groups: Sequence[dict[str, Any]], owner: str) -> None:
+        for transformation in self.transformations:
+            transformation.validate_groups(groups, owner)
+
     def update(self, buckets: Sequence[Bucket]) -> None:
         for transformation in self.transformations:
             transformation.update(buckets)
@@ -169,6 +176,10 @@ class Conditional(GradientTransformation):
 
     def validate(self, group: dict[str, Any], owner: str, index: int) -> None:
         self.inner.validate(group, owner, index)
+
+    def validate_groups(self, groups: Sequence[dict[str, Any]], owner: str) -> None:
+        chosen = [g for g in groups if bool(g.get(self.key, False)) is self.value]
+        self.inner.validate_groups(chosen, owner)
 
     def update(self, buckets: Sequence[Bucket]) -> None:
         chosen = [b for b in buckets if bool(b.group.get(self.key, False)) is self.value]

@@ -81,6 +81,7 @@ class ChainedOptimizer(torch.optim.Optimizer):
             index = len(self.param_groups) - 1
             validate_group(type(self).__name__, group, self._hypers, index)
             self._transformation.validate(group, type(self).__name__, index)
+            self._transformation.validate_groups(self.param_groups, type(self).__name__)
             for index, param in enumerate(group["params"]):
                 if param.is_complex():
                     raise TypeError(
@@ -136,6 +137,9 @@ class ChainedOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        # Cross-group settings may have been edited since construction; check before any
+        # state changes, so that a failed step leaves no trace.
+        self._transformation.validate_groups(self.param_groups, type(self).__name__)
         buckets = self._buckets()
         if not buckets:
             return loss
