@@ -1,10 +1,9 @@
-"""The ``gradkit`` command."""
+"""``gradkit schedule``: print the key values of a schedule and plot it."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 
 from gradkit._io import atomic_output
 from gradkit.schedules import Schedule, ScheduleSyntaxError, parse
@@ -76,12 +75,8 @@ def _plot(schedule: Schedule, values: list[float], ends: list[int], path: str) -
     plt.close(figure)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``gradkit`` command."""
-    parser = argparse.ArgumentParser(
-        prog="gradkit", description="Optimization techniques of deep learning, measurable."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add the ``schedule`` verb to the ``gradkit`` command."""
     schedule = commands.add_parser(
         "schedule",
         help="print the key values of a schedule and plot it",
@@ -97,7 +92,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     schedule.add_argument("--plot", metavar="PATH", help="write a plot (PNG, SVG or PDF)")
     schedule.set_defaults(handler=_schedule_command)
-    return parser
 
 
 def _positive(text: str) -> int:
@@ -108,13 +102,3 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"invalid --steps {value}; expected an integer >= 1")
     return value
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``gradkit`` command; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    return int(args.handler(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
