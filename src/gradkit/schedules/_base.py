@@ -105,6 +105,8 @@ class Sequence(Schedule):
     name = "sequence"
 
     def __post_init__(self) -> None:
+        # Flatten nested sequences: re-basing is additive, so (a >> b) >> c is a >> b >> c.
+        object.__setattr__(self, "pieces", tuple(p for s in self.pieces for p in _pieces(s)))
         if len(self.pieces) < 2:
             raise ValueError("sequence: expected at least two schedules")
         for piece in self.pieces[:-1]:
@@ -175,7 +177,7 @@ class Scaled(Schedule):
 
     def __str__(self) -> str:
         inner = str(self.schedule)
-        if isinstance(self.schedule, Sequence):
+        if isinstance(self.schedule, (Sequence, Scaled, Product)):
             inner = f"({inner})"
         return f"{_format_number(self.factor)} * {inner}"
 
@@ -203,4 +205,6 @@ class Product(Schedule):
         def wrap(s: Schedule) -> str:
             return f"({s})" if isinstance(s, (Sequence, Scaled)) else str(s)
 
-        return f"{wrap(self.first)} * {wrap(self.second)}"
+        # '*' parses left to right, so a product on the right needs its brackets.
+        second = f"({self.second})" if isinstance(self.second, Product) else wrap(self.second)
+        return f"{wrap(self.first)} * {second}"

@@ -78,8 +78,11 @@ class ScheduledBatchSampler(Sampler[list[int]]):
     def batch_size_at(self, step: int) -> int:
         """The size of the batch of optimizer step ``step`` (before the end-of-epoch cut)."""
         factor = 1.0 if self.schedule is None else self.schedule(step)
-        if not math.isfinite(factor):
-            raise ValueError(f"ScheduledBatchSampler: schedule gave {factor!r} at step {step}")
+        if not math.isfinite(self.batch_size * factor):
+            raise ValueError(
+                f"ScheduledBatchSampler: the schedule gives batch size {self.batch_size} * "
+                f"{factor!r} at step {step}; expected a finite number"
+            )
         size = max(1, round(self.batch_size * factor))
         return size if self.max_batch_size is None else min(size, self.max_batch_size)
 
@@ -96,9 +99,13 @@ class ScheduledBatchSampler(Sampler[list[int]]):
             batch = order[self.offset : self.offset + size]
             self.offset += size
             self.step += 1
+            if self.offset >= self.data_size:
+                # Move to the next epoch before handing out its last batch, as load_state_dict
+                # would: a loop that stops after that batch must not find an empty epoch.
+                self.epoch, self.offset = self.epoch + 1, 0
+                yield batch
+                return
             yield batch
-        self.epoch += 1
-        self.offset = 0
 
     def __len__(self) -> int:
         """Batches left in the current epoch."""

@@ -218,7 +218,7 @@ class StepDecay(Schedule):
 
     def __post_init__(self) -> None:
         _integer(self.name, "every", self.every, 1)
-        _number(self.name, "gamma", self.gamma, low=0.0)
+        _number(self.name, "gamma", self.gamma, low=0.0, low_open=True)
         _optional_steps(self.name, self.steps)
 
     @property
@@ -255,7 +255,7 @@ class MultiStep(Schedule):
                 f"multistep: invalid milestones={list(self.milestones)!r}; "
                 f"expected strictly increasing steps"
             )
-        _number(self.name, "gamma", self.gamma, low=0.0)
+        _number(self.name, "gamma", self.gamma, low=0.0, low_open=True)
 
     @property
     def length(self) -> int:
@@ -423,11 +423,13 @@ class OneCycle(Schedule):
             raise ValueError(
                 f"one_cycle: invalid three_phase={self.three_phase!r}; expected a bool"
             )
+        # Phase i runs over (end of phase i-1, end of phase i], the first from step 0; each
+        # must span a positive number of steps or its interpolation divides by zero.
         ends = [end for end, _, _ in self._phases()]
-        if any(b <= a for a, b in zip([-1.0, *ends], ends, strict=False)) or ends[0] < 0:
+        if any(b <= a for a, b in zip([0.0, *ends], ends, strict=False)):
             raise ValueError(
                 f"one_cycle: pct_start={self.pct_start!r} leaves an empty phase for "
-                f"steps={self.steps}; expected pct_start * steps >= 1 "
+                f"steps={self.steps}; expected pct_start * steps > 1 "
                 f"(and < steps / 2 with three_phase)"
             )
 
