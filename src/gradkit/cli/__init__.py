@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from gradkit.cli import schedule
+from gradkit.cli import schedule, spp
 
-VERBS = (schedule,)
+VERBS = (schedule, spp)
 """The modules that add a verb to the command, in the order ``--help`` lists them."""
 
 
