@@ -114,12 +114,16 @@ class Hyper:
         return Hyper(self.key, default, self.check)
 
 
-def validate_group(owner: str, group: dict[str, Any], hypers: dict[str, Hyper], index: int) -> None:
-    """Raise ``ValueError`` for the first key of ``group`` that fails its check."""
+def validate_group(
+    owner: str, group: dict[str, Any], hypers: dict[str, Hyper], index: int | None
+) -> None:
+    """Raise ``ValueError`` for the first key of ``group`` that fails its check.
+
+    ``index`` names the param group in the message; ``None`` for plain arguments.
+    """
     for key, hyper in hypers.items():
         value = group.get(key, hyper.default)
         allowed = hyper.check(value)
         if allowed is not None:
-            raise ValueError(
-                f"{owner}: invalid {key}={value!r} in param group {index}; expected {allowed}"
-            )
+            where = "" if index is None else f" in param group {index}"
+            raise ValueError(f"{owner}: invalid {key}={value!r}{where}; expected {allowed}")

@@ -174,8 +174,8 @@ class ChainedOptimizer(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
         for group in self.param_groups:
             # A state dict saved by torch.optim lacks keys gradkit adds (e.g. RMSprop's nesterov).
-            for key, value in self.defaults.items():
-                group.setdefault(key, value)
+            for key in self._hypers:
+                group.setdefault(key, self.defaults[key])
         if not saved:
             return
         ids = [pid for group in state_dict["param_groups"] for pid in group["params"]]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from gradkit.optim._hyper import Hyper, boolean, non_negative, validate_group
 
 
 class SAM(torch.optim.Optimizer):
@@ -20,7 +21,9 @@ class SAM(torch.optim.Optimizer):
         \hat\epsilon = \rho\,\frac{T_\theta^2\, g}{\lVert T_\theta\, g\rVert_2},\qquad
         g_{\text{SAM}} = \nabla L(\theta + \hat\epsilon)
 
-    and the wrapped optimizer steps from :math:`\theta` with :math:`g_{\text{SAM}}`.
+    and the wrapped optimizer steps from :math:`\theta` with :math:`g_{\text{SAM}}` (in a group
+    with ``maximize=True``, :math:`\hat\epsilon` points the other way: SAM then maximizes the
+    worst nearby value).
     :math:`T_\theta = I` for SAM; with ``adaptive=True``, :math:`T_\theta = |\theta| + \eta`
     element-wise (ASAM, Kwon et al., arXiv 2102.11600). ``eta`` defaults to 0, the common
     implementation (davda54/sam); the authors' code uses :math:`\eta = 0.01` and leaves biases
@@ -64,13 +67,18 @@ class SAM(torch.optim.Optimizer):
             )
         if isinstance(optimizer, SAM):
             raise TypeError("SAM: optimizer is already a SAM; wrap the inner optimizer once")
-        for name, value in (("rho", rho), ("eta", eta), ("eps", eps)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"SAM: {name} must be a number, got {value!r}")
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"SAM: invalid {name}={value!r}; expected a finite number >= 0")
-        if not isinstance(adaptive, bool):
-            raise TypeError(f"SAM: adaptive must be True or False, got {adaptive!r}")
+        checks = {
+            "rho": non_negative,
+            "adaptive": boolean,
+            "eta": non_negative,
+            "eps": non_negative,
+        }
+        validate_group(
+            "SAM",
+            {"rho": rho, "adaptive": adaptive, "eta": eta, "eps": eps},
+            {key: Hyper(key, None, check) for key, check in checks.items()},
+            None,
+        )
         self.base_optimizer = optimizer
         self.defaults = {**optimizer.defaults, "rho": rho, "adaptive": adaptive, "eta": eta}
         self._eps = eps
@@ -127,7 +135,10 @@ class SAM(torch.optim.Optimizer):
             torch.stack([torch.linalg.vector_norm(g, dtype=torch.float64) for g in scaled])
         )
         for (group, p), g, scale in zip(with_grad, scaled, scales, strict=True):
-            factor = group["rho"] / (norm + self._eps)
+            # The worst nearby point of the objective the inner optimizer minimizes: for a
+            # group that maximizes f, that objective is -f and the ascent direction is -grad.
+            sign = -1.0 if group.get("maximize", False) else 1.0
+            factor = sign * group["rho"] / (norm + self._eps)
             perturbation = (g if scale is None else g * scale) * factor.to(g.dtype)
             # Keep the exact weights: (theta + e) - e need not round back to theta.
             self._originals[p] = p.detach().clone()
