@@ -5,21 +5,11 @@ from __future__ import annotations
 import argparse
 import csv
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from gradkit.cli import spp
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _run(argv: list[str]) -> int:

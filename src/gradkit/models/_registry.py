@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from gradkit._lookup import lookup
 from gradkit.models._mnist1d import MLP, ConvNet1d, GRUClassifier, LogisticRegression
 from gradkit.models._resnet import NFResNet, ResNet
 
@@ -128,12 +129,7 @@ MODELS: Mapping[str, ModelSpec] = MappingProxyType({spec.name: spec for spec in 
 
 def get_model(name: str) -> ModelSpec:
     """The registry entry called ``name``; a ``KeyError`` suggests the closest names."""
-    spec = MODELS.get(name.lower()) if isinstance(name, str) else None
-    if spec is None:
-        close = difflib.get_close_matches(str(name).lower(), list(MODELS), n=3)
-        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-        raise KeyError(f"unknown model {name!r}{hint} (known: {', '.join(MODELS)})")
-    return spec
+    return lookup(MODELS, name, "model")
 
 
 def create_model(name: str, **overrides: Any) -> nn.Module:

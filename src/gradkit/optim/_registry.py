@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -11,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gradkit._lookup import lookup
 from gradkit.optim import _named
 
 
@@ -81,12 +81,7 @@ OPTIMIZERS: Mapping[str, OptimizerSpec] = MappingProxyType({spec.name: spec for 
 
 def get_optimizer(name: str) -> OptimizerSpec:
     """The registry entry called ``name``; a ``KeyError`` suggests the closest names."""
-    spec = OPTIMIZERS.get(name.lower()) if isinstance(name, str) else None
-    if spec is None:
-        close = difflib.get_close_matches(str(name).lower(), list(OPTIMIZERS), n=3)
-        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-        raise KeyError(f"unknown optimizer {name!r}{hint} (known: {', '.join(OPTIMIZERS)})")
-    return spec
+    return lookup(OPTIMIZERS, name, "optimizer")
 
 
 def create_optimizer(

@@ -1,5 +1,5 @@
-"""One intra-op thread per test: these models are tiny, and two threads on a loaded 2-core
-machine spin against each other (a 100x slowdown measured for the GRU)."""
+"""One intra-op thread per test: the tensors in these tests are tiny, and two threads on a
+loaded 2-core machine spin against each other (a 100x slowdown measured for the GRU)."""
 
 from __future__ import annotations
 
