@@ -64,6 +64,7 @@ BAD_VALUES: dict[str, tuple[str, list[Any]]] = {
     "amsgrad": (FLAG, ["yes", 1]),
     "centered": (FLAG, ["yes", 0]),
     "maximize": (FLAG, ["yes", None]),
+    "fused": (FLAG, ["yes", 1]),
     "decoupled_weight_decay": (FLAG, ["yes", 1]),
 }
 
@@ -129,13 +130,15 @@ def _cases() -> list[Any]:
         # Each hyperparameter: out of range, non-finite, wrong type.
         for arg in arguments:
             allowed, values = BAD_VALUES.get(arg, ("", []))
+            # fused is a property of the optimizer, not of a param group.
+            where = "" if arg == "fused" else " in param group 0"
             for value in values:
                 cases.append(
                     pytest.param(
                         factory,
                         {arg: value},
                         ValueError,
-                        _escape(f"{owner}: invalid {arg}={value!r} in param group 0;", allowed),
+                        _escape(f"{owner}: invalid {arg}={value!r}{where};", allowed),
                         id=f"{name}-{arg}={value!r}",
                     )
                 )

@@ -6,26 +6,26 @@ so that swapping ``torch.optim.X`` for ``gradkit.optim.X`` gives the same number
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from gradkit.optim._core import Bucket, GradientTransformation, add_scaled_, scalar_dtype
+from gradkit.optim._core import Bucket, GradientTransformation, scalar_dtype
+from gradkit.optim._foreach import add_scaled_, addcmul_, lerp_, sqrt
 from gradkit.optim._hyper import Hyper, boolean, non_negative
 from gradkit.optim._hyper import betas as _betas_check
 
 
-def _moments(bucket: Bucket, beta1: float, beta2: float | None) -> tuple[list[Tensor], ...]:
+def _moments(bucket: Bucket, beta1: Any, beta2: Any | None) -> tuple[list[Tensor], ...]:
     """Update the first moment (and the second unless ``beta2`` is None); return them."""
     exp_avgs = [state["exp_avg"] for state in bucket.states]
-    torch._foreach_lerp_(exp_avgs, bucket.updates, 1 - beta1)
+    lerp_(exp_avgs, bucket.updates, 1 - beta1)
     if beta2 is None:
         return (exp_avgs,)
     exp_avg_sqs = [state["exp_avg_sq"] for state in bucket.states]
     torch._foreach_mul_(exp_avg_sqs, beta2)
-    torch._foreach_addcmul_(exp_avg_sqs, bucket.updates, bucket.updates, value=1 - beta2)
+    addcmul_(exp_avg_sqs, bucket.updates, bucket.updates, 1 - beta2)
     return exp_avgs, exp_avg_sqs
 
 
@@ -75,10 +75,9 @@ class ScaleByAdam(_Moments):
         )
 
     def apply(self, bucket: Bucket) -> None:
-        group = bucket.group
-        beta1, beta2 = group["betas"]
+        beta1, beta2 = bucket.value("betas")
         exp_avgs, exp_avg_sqs = _moments(bucket, beta1, beta2)
-        if group["amsgrad"]:
+        if bucket.group["amsgrad"]:
             for state, exp_avg_sq in zip(bucket.states, exp_avg_sqs, strict=True):
                 if "max_exp_avg_sq" not in state:
                     state["max_exp_avg_sq"] = _zeros(exp_avg_sq)
@@ -86,8 +85,8 @@ class ScaleByAdam(_Moments):
             torch._foreach_maximum_(maxima, exp_avg_sqs)
             exp_avg_sqs = maxima
         denom = torch._foreach_sqrt(exp_avg_sqs)
-        torch._foreach_div_(denom, [math.sqrt(1 - beta2**step) for step in bucket.steps])
-        torch._foreach_add_(denom, group["eps"])
+        torch._foreach_div_(denom, [sqrt(1 - beta2**step) for step in bucket.steps])
+        torch._foreach_add_(denom, bucket.value("eps"))
         torch._foreach_copy_(bucket.updates, exp_avgs)
         torch._foreach_div_(bucket.updates, denom)
         torch._foreach_div_(bucket.updates, [1 - beta1**step for step in bucket.steps])
@@ -123,13 +122,13 @@ class ScaleByAdamax(GradientTransformation):
         state["exp_inf"] = _zeros(param)
 
     def apply(self, bucket: Bucket) -> None:
-        beta1, beta2 = bucket.group["betas"]
+        beta1, beta2 = bucket.value("betas")
         (exp_avgs,) = _moments(bucket, beta1, None)
         exp_infs = [state["exp_inf"] for state in bucket.states]
         torch._foreach_mul_(exp_infs, beta2)
         # The raw update is no longer needed: reuse its memory for |u| + eps.
         torch._foreach_abs_(bucket.updates)
-        torch._foreach_add_(bucket.updates, bucket.group["eps"])
+        torch._foreach_add_(bucket.updates, bucket.value("eps"))
         torch._foreach_maximum_(exp_infs, bucket.updates)
         torch._foreach_copy_(bucket.updates, exp_avgs)
         torch._foreach_div_(bucket.updates, exp_infs)
@@ -184,21 +183,27 @@ class ScaleByNadam(_Moments):
         return ("mu_product",)
 
     def apply(self, bucket: Bucket) -> None:
-        group = bucket.group
-        beta1, beta2 = group["betas"]
-        psi = group["momentum_decay"]
+        beta1, beta2 = bucket.value("betas")
+        psi = bucket.value("momentum_decay")
         grad_scales, avg_scales = [], []
         for state, step in zip(bucket.states, bucket.steps, strict=True):
             mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * psi))
             mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * psi))
-            state["mu_product"] *= mu
-            mu_product = float(state["mu_product"])
+            if bucket.hypers is None:
+                state["mu_product"] *= mu
+                # torch.optim reads the float32 product back as a Python float (float64).
+                mu_product = float(state["mu_product"])
+            else:
+                # The same rounding with tensors: torch multiplies in the counter's dtype, then
+                # computes the scales in float64.
+                state["mu_product"] *= mu.to(state["mu_product"].dtype)
+                mu_product = state["mu_product"].to(torch.float64)
             grad_scales.append((1.0 - mu) / (1.0 - mu_product))
             avg_scales.append(mu_next / (1.0 - mu_product * mu_next))
         exp_avgs, exp_avg_sqs = _moments(bucket, beta1, beta2)
         denom = torch._foreach_div(exp_avg_sqs, [1 - beta2**step for step in bucket.steps])
         torch._foreach_sqrt_(denom)
-        torch._foreach_add_(denom, group["eps"])
+        torch._foreach_add_(denom, bucket.value("eps"))
         torch._foreach_mul_(bucket.updates, grad_scales)
         add_scaled_(bucket.updates, exp_avgs, avg_scales)
         torch._foreach_div_(bucket.updates, denom)
@@ -237,8 +242,11 @@ class ScaleByRadam(_Moments):
         super().__init__([Hyper("betas", betas, _betas_check), Hyper("eps", eps, non_negative)])
 
     def apply(self, bucket: Bucket) -> None:
-        beta1, beta2 = bucket.group["betas"]
+        beta1, beta2 = bucket.value("betas")
         exp_avgs, exp_avg_sqs = _moments(bucket, beta1, beta2)
+        if bucket.hypers is not None:
+            self._apply_branch_free(bucket, exp_avgs, exp_avg_sqs)
+            return
         rho_inf = 2 / (1 - beta2) - 1
         rectified, plain, rectified_scales = [], [], []
         for index, step in enumerate(bucket.steps):
@@ -263,6 +271,35 @@ class ScaleByRadam(_Moments):
             torch._foreach_copy_(updates, [exp_avgs[i] for i in rectified])
             torch._foreach_div_(updates, denom)
             torch._foreach_mul_(updates, rectified_scales)
+
+    @staticmethod
+    def _apply_branch_free(
+        bucket: Bucket, exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor]
+    ) -> None:
+        """The same rule with the ``rho_t > 5`` switch as a select, for a compiled step."""
+        beta1, beta2 = bucket.value("betas")
+        rho_inf = 2 / (1 - beta2) - 1
+        plain_scales, rectified_scales, switches = [], [], []
+        for step in bucket.steps:
+            bias_correction1 = 1 - beta1**step
+            bias_correction2 = 1 - beta2**step
+            rho_t = rho_inf - 2 * step * (beta2**step) / bias_correction2
+            rectified = rho_t > 5.0
+            # Where the switch is off the radicand may be negative; select before the root.
+            radicand = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+            rect = torch.sqrt(torch.where(rectified, radicand, 1.0))
+            rectified_scales.append(rect * bias_correction2**0.5 / bias_correction1)
+            plain_scales.append(1 / bias_correction1)
+            switches.append(rectified)
+        denom = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_add_(denom, bucket.value("eps"))
+        adaptive = torch._foreach_div(exp_avgs, denom)
+        torch._foreach_mul_(adaptive, rectified_scales)
+        plain = torch._foreach_mul(exp_avgs, plain_scales)
+        for update, switch, rectified_update, plain_update in zip(
+            bucket.updates, switches, adaptive, plain, strict=True
+        ):
+            update.copy_(torch.where(switch, rectified_update, plain_update))
 
 
 def scale_by_radam(betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> ScaleByRadam:

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from gradkit.optim._core import Bucket, GradientTransformation
+from gradkit.optim._foreach import addcmul_, lerp_
 from gradkit.optim._hyper import Hyper, boolean, non_negative, unit_interval
 
 
@@ -41,14 +42,14 @@ class ScaleByAdagrad(GradientTransformation):
         )
 
     def apply(self, bucket: Bucket) -> None:
-        group = bucket.group
         sums = [state["sum"] for state in bucket.states]
         torch._foreach_addcmul_(sums, bucket.updates, bucket.updates, value=1)
         std = torch._foreach_sqrt(sums)
-        torch._foreach_add_(std, group["eps"])
+        torch._foreach_add_(std, bucket.value("eps"))
         torch._foreach_div_(bucket.updates, std)
-        if group["lr_decay"] != 0:
-            decay = [1 + (step - 1) * group["lr_decay"] for step in bucket.steps]
+        if not bucket.is_off("lr_decay"):
+            lr_decay = bucket.value("lr_decay")
+            decay = [1 + (step - 1) * lr_decay for step in bucket.steps]
             torch._foreach_div_(bucket.updates, decay)
 
 
@@ -89,22 +90,21 @@ class ScaleByRms(GradientTransformation):
         state["square_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
     def apply(self, bucket: Bucket) -> None:
-        group = bucket.group
-        alpha = group["alpha"]
+        alpha = bucket.value("alpha")
         square_avgs = [state["square_avg"] for state in bucket.states]
         torch._foreach_mul_(square_avgs, alpha)
-        torch._foreach_addcmul_(square_avgs, bucket.updates, bucket.updates, value=1 - alpha)
-        if group["centered"]:
+        addcmul_(square_avgs, bucket.updates, bucket.updates, 1 - alpha)
+        if bucket.group["centered"]:
             for state, param in zip(bucket.states, bucket.params, strict=True):
                 if "grad_avg" not in state:
                     state["grad_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
             grad_avgs = [state["grad_avg"] for state in bucket.states]
-            torch._foreach_lerp_(grad_avgs, bucket.updates, 1 - alpha)
+            lerp_(grad_avgs, bucket.updates, 1 - alpha)
             avg = torch._foreach_addcmul(square_avgs, grad_avgs, grad_avgs, value=-1)
             torch._foreach_sqrt_(avg)
         else:
             avg = torch._foreach_sqrt(square_avgs)
-        torch._foreach_add_(avg, group["eps"])
+        torch._foreach_add_(avg, bucket.value("eps"))
         torch._foreach_div_(bucket.updates, avg)
 
 
@@ -136,11 +136,11 @@ class ScaleByAdadelta(GradientTransformation):
         state["acc_delta"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
     def apply(self, bucket: Bucket) -> None:
-        rho, eps = bucket.group["rho"], bucket.group["eps"]
+        rho, eps = bucket.value("rho"), bucket.value("eps")
         square_avgs = [state["square_avg"] for state in bucket.states]
         acc_deltas = [state["acc_delta"] for state in bucket.states]
         torch._foreach_mul_(square_avgs, rho)
-        torch._foreach_addcmul_(square_avgs, bucket.updates, bucket.updates, value=1 - rho)
+        addcmul_(square_avgs, bucket.updates, bucket.updates, 1 - rho)
         std = torch._foreach_add(square_avgs, eps)
         torch._foreach_sqrt_(std)
         delta = torch._foreach_add(acc_deltas, eps)
@@ -148,7 +148,7 @@ class ScaleByAdadelta(GradientTransformation):
         torch._foreach_div_(delta, std)
         torch._foreach_mul_(bucket.updates, delta)
         torch._foreach_mul_(acc_deltas, rho)
-        torch._foreach_addcmul_(acc_deltas, bucket.updates, bucket.updates, value=1 - rho)
+        addcmul_(acc_deltas, bucket.updates, bucket.updates, 1 - rho)
 
 
 def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> ScaleByAdadelta:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from gradkit.optim._core import Bucket, GradientTransformation
+from gradkit.optim._foreach import add_scaled_
 from gradkit.optim._hyper import Hyper, boolean, closed_unit_interval, non_negative, unit_interval
 
 
@@ -23,7 +23,7 @@ class ScaleByLearningRate(GradientTransformation):
         super().__init__([Hyper("lr", lr, non_negative)])
 
     def apply(self, bucket: Bucket) -> None:
-        torch._foreach_mul_(bucket.updates, -bucket.group["lr"])
+        torch._foreach_mul_(bucket.updates, -bucket.value("lr"))
 
 
 def scale_by_learning_rate(lr: float = 1e-3) -> ScaleByLearningRate:
@@ -48,11 +48,8 @@ class AddDecayedWeights(GradientTransformation):
         super().__init__([Hyper("weight_decay", weight_decay, non_negative)])
 
     def apply(self, bucket: Bucket) -> None:
-        weight_decay = bucket.group["weight_decay"]
-        if isinstance(weight_decay, Tensor):
-            weight_decay = weight_decay.item()
-        if weight_decay != 0:
-            torch._foreach_add_(bucket.updates, bucket.params, alpha=weight_decay)
+        if not bucket.is_off("weight_decay"):
+            add_scaled_(bucket.updates, bucket.params, bucket.value("weight_decay"))
 
 
 def add_decayed_weights(weight_decay: float = 0.0) -> AddDecayedWeights:
@@ -99,10 +96,9 @@ class Trace(GradientTransformation):
             )
 
     def apply(self, bucket: Bucket) -> None:
-        group = bucket.group
-        momentum = group["momentum"]
-        if momentum == 0:
+        if bucket.is_off("momentum"):
             return
+        momentum = bucket.value("momentum")
         fresh = [i for i, state in enumerate(bucket.states) if "momentum_buffer" not in state]
         for i in fresh:
             bucket.states[i]["momentum_buffer"] = bucket.updates[i].clone()
@@ -111,12 +107,10 @@ class Trace(GradientTransformation):
             old = [i for i in range(len(bucket.states)) if i not in taken]
             buffers = [bucket.states[i]["momentum_buffer"] for i in old]
             torch._foreach_mul_(buffers, momentum)
-            torch._foreach_add_(
-                buffers, [bucket.updates[i] for i in old], alpha=1 - group["dampening"]
-            )
+            add_scaled_(buffers, [bucket.updates[i] for i in old], 1 - bucket.value("dampening"))
         buffers = [state["momentum_buffer"] for state in bucket.states]
-        if group["nesterov"]:
-            torch._foreach_add_(bucket.updates, buffers, alpha=momentum)
+        if bucket.group["nesterov"]:
+            add_scaled_(bucket.updates, buffers, momentum)
         else:
             # Copy, never alias: later transformations rewrite the updates in place.
             torch._foreach_copy_(bucket.updates, buffers)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gradkit.optim._core import Bucket, GradientTransformation
+from gradkit.optim._core import Bucket, GradientTransformation, is_off
 from gradkit.optim._hyper import Hyper, non_negative, optional_non_negative
 from gradkit.optim._layerwise import norms
 
@@ -24,9 +24,9 @@ def unitwise_norm(tensor: Tensor) -> Tensor:
     return torch.linalg.vector_norm(tensor, dim=tuple(range(1, tensor.ndim)), keepdim=True)
 
 
-def agc_clip_(update: Tensor, param: Tensor, clipping: float, eps: float) -> None:
+def agc_clip_(update: Tensor, param: Tensor, clipping: Any, eps: Any) -> None:
     r"""Clip ``update`` in place, unit-wise, to ``clipping`` times the parameter's norm."""
-    max_norm = unitwise_norm(param).clamp_min_(eps).mul_(clipping)
+    max_norm = torch.clamp_min(unitwise_norm(param), eps) * clipping
     update_norm = unitwise_norm(update)
     clip = update_norm > max_norm
     # Exactly Eq. 3: where a unit is clipped its norm exceeds max_norm >= 0, so it is > 0 (no
@@ -63,11 +63,11 @@ class ClipByAgc(GradientTransformation):
         )
 
     def apply(self, bucket: Bucket) -> None:
-        clipping = bucket.group["agc_clipping"]
-        if not clipping:
+        if bucket.is_off("agc_clipping"):
             return
+        clipping, eps = bucket.value("agc_clipping"), bucket.value("agc_eps")
         for update, param in zip(bucket.updates, bucket.params, strict=True):
-            agc_clip_(update, param, clipping, bucket.group["agc_eps"])
+            agc_clip_(update, param, clipping, eps)
 
 
 def clip_by_agc(clipping: float | None = 0.01, eps: float = 1e-3) -> ClipByAgc:
@@ -104,9 +104,10 @@ class ClipByGlobalNorm(GradientTransformation):
         \lVert u\rVert_2 = \sqrt{\textstyle\sum_{\text{all params}} \lVert u_j\rVert^2}
 
     The norm runs over every parameter of the optimizer, across param groups; groups with
-    ``max_grad_norm=None`` are left out, and the others must agree on ``max_grad_norm``.
+    ``max_grad_norm=None`` (or 0) are left out, and the others must agree on
+    ``max_grad_norm``.
 
-    Reads ``max_grad_norm`` (:math:`c`; ``None`` turns it off).
+    Reads ``max_grad_norm`` (:math:`c`; ``None`` or 0 turns it off).
     """
 
     name = "clip_by_global_norm"
@@ -114,24 +115,20 @@ class ClipByGlobalNorm(GradientTransformation):
     def __init__(self, max_grad_norm: float | None = 1.0) -> None:
         super().__init__([Hyper("max_grad_norm", max_grad_norm, optional_non_negative)])
 
-    @staticmethod
-    def _limit(groups: Sequence[dict[str, Any]], owner: str) -> float | None:
-        limits = {float(g["max_grad_norm"]) for g in groups if g["max_grad_norm"] is not None}
+    def validate_groups(self, groups: Sequence[dict[str, Any]], owner: str) -> None:
+        limits = {float(g["max_grad_norm"]) for g in groups if not is_off(g["max_grad_norm"])}
         if len(limits) > 1:
             raise ValueError(
                 f"{owner}: max_grad_norm differs between param groups "
                 f"({sorted(limits)}); a global norm needs one limit"
             )
-        return limits.pop() if limits else None
-
-    def validate_groups(self, groups: Sequence[dict[str, Any]], owner: str) -> None:
-        self._limit(groups, owner)
 
     def update(self, buckets: Sequence[Bucket]) -> None:
-        chosen = [b for b in buckets if b.group["max_grad_norm"] is not None]
-        limit = self._limit([b.group for b in chosen], self.name)
-        if limit is None:
+        chosen = [b for b in buckets if not b.is_off("max_grad_norm")]
+        if not chosen:
             return
+        # The optimizer checked that the groups agree (validate_groups) before the step.
+        limit = chosen[0].value("max_grad_norm")
         all_norms = [norm.double() for b in chosen for norm in norms(b.updates)]
         if not all_norms:
             return

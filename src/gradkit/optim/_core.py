@@ -40,7 +40,15 @@ class Bucket:
             ends as the quantity added to the parameter.
         states: the per-parameter state dicts (``optimizer.state[p]``).
         steps: the step count of each parameter, already incremented for this step (1 on the
-            first step), as Python floats like torch.optim's ``_get_value(state["step"])``.
+            first step): Python floats like torch.optim's ``_get_value(state["step"])`` on the
+            eager path, the 0-d counters themselves on the fused path.
+        hypers: on the fused path, the numeric hyperparameters as 0-d tensors (so a compiled
+            step never specializes on their values); ``None`` on the eager path.
+        off: on the fused path, the keys whose value is ``None`` or 0, decided outside the
+            compiled region (they choose which code runs, not what it computes).
+
+    Transformations read numbers with :meth:`value` and ask :meth:`is_off` before skipping
+    work; booleans (``nesterov``, ``amsgrad``) are read from ``group`` directly.
     """
 
     group: dict[str, Any]
@@ -48,7 +56,28 @@ class Bucket:
     params: list[Tensor]
     updates: list[Tensor]
     states: list[dict[str, Any]]
-    steps: list[float] = field(default_factory=list)
+    steps: list[Any] = field(default_factory=list)
+    hypers: dict[str, Any] | None = None
+    off: frozenset[str] = frozenset()
+
+    def value(self, key: str) -> Any:
+        """A numeric hyperparameter: the group's number (eager) or a 0-d tensor (fused)."""
+        return self.group[key] if self.hypers is None else self.hypers[key]
+
+    def is_off(self, key: str) -> bool:
+        """Whether ``key`` is ``None`` or 0 in this group (a structural, not a numeric, fact)."""
+        if self.hypers is None:
+            return is_off(self.group[key])
+        return key in self.off
+
+
+def is_off(value: Any) -> bool:
+    """``None`` or zero (a number or a one-element tensor)."""
+    if value is None:
+        return True
+    if isinstance(value, (tuple, list, bool, str)):
+        return False
+    return bool(value == 0)
 
 
 class GradientTransformation:
@@ -201,13 +230,3 @@ def when(key: str, transformation: GradientTransformation) -> Conditional:
 def unless(key: str, transformation: GradientTransformation) -> Conditional:
     """Run ``transformation`` only on param groups whose boolean ``key`` is false (or absent)."""
     return Conditional(key, False, transformation)
-
-
-def add_scaled_(targets: list[Tensor], sources: list[Tensor], scales: list[float]) -> None:
-    """``targets[i] += scales[i] * sources[i]``, one multi-tensor op when the scales agree."""
-    if len(set(scales)) <= 1:
-        if scales:
-            torch._foreach_add_(targets, sources, alpha=scales[0])
-        return
-    for target, source, scale in zip(targets, sources, scales, strict=True):
-        target.add_(source, alpha=scale)

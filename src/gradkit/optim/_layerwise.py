@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from gradkit.optim._core import Bucket, GradientTransformation
+from gradkit.optim._foreach import add_scaled_
 from gradkit.optim._hyper import Hyper, boolean, non_negative, optional_bounds
 
 
@@ -103,7 +104,7 @@ class ScaleByTrustRatio(GradientTransformation):
         if not group["layer_adaptation"]:
             return
         weight_norms = norms(bucket.params)
-        bounds = group["weight_norm_bounds"]
+        bounds = group["weight_norm_bounds"]  # a structural choice: a compiled step specializes
         # phi clamps the weight norm; the zero guard still looks at the true norm.
         phi = None if bounds is None else [norm.clamp(*bounds) for norm in weight_norms]
         ratios = guarded_ratios(weight_norms, norms(bucket.updates), phi)
@@ -111,17 +112,18 @@ class ScaleByTrustRatio(GradientTransformation):
 
     def _apply_lars(self, bucket: Bucket) -> None:
         group = bucket.group
-        weight_decay = group["weight_decay"]
+        weight_decay, eps = bucket.value("weight_decay"), bucket.value("eps")
         if group["layer_adaptation"]:
             weight_norms = norms(bucket.params)
             denominators = [
-                grad_norm + weight_decay * weight_norm + group["eps"]
+                grad_norm + weight_decay * weight_norm + eps
                 for grad_norm, weight_norm in zip(norms(bucket.updates), weight_norms, strict=True)
             ]
-            numerators = [group["trust_coefficient"] * norm for norm in weight_norms]
+            trust_coefficient = bucket.value("trust_coefficient")
+            numerators = [trust_coefficient * norm for norm in weight_norms]
             ratios = guarded_ratios(weight_norms, denominators, numerators)
-        if weight_decay != 0:
-            torch._foreach_add_(bucket.updates, bucket.params, alpha=weight_decay)
+        if not bucket.is_off("weight_decay"):
+            add_scaled_(bucket.updates, bucket.params, weight_decay)
         if group["layer_adaptation"]:
             torch._foreach_mul_(bucket.updates, ratios)
 

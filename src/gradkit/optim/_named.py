@@ -1,8 +1,9 @@
 r"""The named optimizers: each is a short chain of transformations.
 
 Every one is a ``torch.optim.Optimizer``; those torch.optim also has take the same arguments,
-defaults and update rule. All accept ``maximize`` and ``agc_clipping`` (adaptive gradient
-clipping in front of the chain, off by default; see :func:`gradkit.optim.clip_by_agc`).
+defaults and update rule. All accept ``maximize``, ``agc_clipping`` (adaptive gradient
+clipping in front of the chain, off by default; see :func:`gradkit.optim.clip_by_agc`) and
+``fused`` (compile the whole step; see :class:`gradkit.optim.ChainedOptimizer`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class SGD(ChainedOptimizer):
         *,
         maximize: bool = False,
         agc_clipping: float | None = None,
+        fused: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -63,6 +65,7 @@ class SGD(ChainedOptimizer):
             nesterov=nesterov,
             maximize=maximize,
             agc_clipping=agc_clipping,
+            fused=fused,
         )
 
 
@@ -94,6 +97,7 @@ class SGDW(ChainedOptimizer):
         *,
         maximize: bool = False,
         agc_clipping: float | None = None,
+        fused: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -105,6 +109,7 @@ class SGDW(ChainedOptimizer):
             nesterov=nesterov,
             maximize=maximize,
             agc_clipping=agc_clipping,
+            fused=fused,
         )
 
 
@@ -129,6 +134,7 @@ class Adagrad(ChainedOptimizer):
         *,
         maximize: bool = False,
         agc_clipping: float | None = None,
+        fused: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -145,6 +151,7 @@ class Adagrad(ChainedOptimizer):
             eps=eps,
             maximize=maximize,
             agc_clipping=agc_clipping,
+            fused=fused,
         )
 
 
@@ -175,6 +182,7 @@ class RMSprop(ChainedOptimizer):
         *,
         maximize: bool = False,
         agc_clipping: float | None = None,
+        fused: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -193,6 +201,7 @@ class RMSprop(ChainedOptimizer):
             centered=centered,
             maximize=maximize,
             agc_clipping=agc_clipping,
+            fused=fused,
         )
 
 
@@ -217,6 +226,7 @@ class Adadelta(ChainedOptimizer):
         *,
         maximize: bool = False,
         agc_clipping: float | None = None,
+        fused: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -232,6 +242,7 @@ class Adadelta(ChainedOptimizer):
             weight_decay=weight_decay,
             maximize=maximize,
             agc_clipping=agc_clipping,
+            fused=fused,
         )
 
 
@@ -263,6 +274,7 @@ class Adam(ChainedOptimizer):
         maximize: bool = False,
         decoupled_weight_decay: bool = False,
         agc_clipping: float | None = None,
+        fused: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -275,6 +287,7 @@ class Adam(ChainedOptimizer):
             maximize=maximize,
             decoupled_weight_decay=decoupled_weight_decay,
             agc_clipping=agc_clipping,
+            fused=fused,
         )
 
 
@@ -301,6 +314,7 @@ class AdamW(Adam):
         *,
         maximize: bool = False,
         agc_clipping: float | None = None,
+        fused: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -312,6 +326,7 @@ class AdamW(Adam):
             maximize=maximize,
             decoupled_weight_decay=True,
             agc_clipping=agc_clipping,
+            fused=fused,
         )
 
 
@@ -335,6 +350,7 @@ class Adamax(ChainedOptimizer):
         *,
         maximize: bool = False,
         agc_clipping: float | None = None,
+        fused: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -350,6 +366,7 @@ class Adamax(ChainedOptimizer):
             weight_decay=weight_decay,
             maximize=maximize,
             agc_clipping=agc_clipping,
+            fused=fused,
         )
 
 
@@ -378,6 +395,7 @@ class NAdam(ChainedOptimizer):
         maximize: bool = False,
         decoupled_weight_decay: bool = False,
         agc_clipping: float | None = None,
+        fused: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -392,6 +410,7 @@ class NAdam(ChainedOptimizer):
             maximize=maximize,
             decoupled_weight_decay=decoupled_weight_decay,
             agc_clipping=agc_clipping,
+            fused=fused,
         )
 
 
@@ -417,6 +436,7 @@ class RAdam(ChainedOptimizer):
         maximize: bool = False,
         decoupled_weight_decay: bool = False,
         agc_clipping: float | None = None,
+        fused: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -430,6 +450,7 @@ class RAdam(ChainedOptimizer):
             maximize=maximize,
             decoupled_weight_decay=decoupled_weight_decay,
             agc_clipping=agc_clipping,
+            fused=fused,
         )
 
 
@@ -467,6 +488,7 @@ class LARS(ChainedOptimizer):
         *,
         maximize: bool = False,
         agc_clipping: float | None = None,
+        fused: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -484,6 +506,7 @@ class LARS(ChainedOptimizer):
             nesterov=nesterov,
             maximize=maximize,
             agc_clipping=agc_clipping,
+            fused=fused,
         )
 
 
@@ -518,6 +541,7 @@ class LAMB(ChainedOptimizer):
         *,
         maximize: bool = False,
         agc_clipping: float | None = None,
+        fused: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -535,4 +559,5 @@ class LAMB(ChainedOptimizer):
             weight_norm_bounds=weight_norm_bounds,
             maximize=maximize,
             agc_clipping=agc_clipping,
+            fused=fused,
         )

@@ -1,0 +1,71 @@
+"""Multi-tensor arithmetic whose scalar may be a Python number or a 0-d tensor.
+
+On the eager path hyperparameters are Python numbers, and these helpers call the exact
+``torch._foreach_*`` op that torch.optim uses (same rounding, hence parity to the last bit or
+so). On the fused path they are 0-d tensors, which the ``alpha=``/``value=`` arguments of those
+ops do not accept; the helpers then spell the same arithmetic with tensor operands, which
+``torch.compile`` fuses into the surrounding kernel.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+Scalar = Any
+"""A Python number, a 0-d tensor, or a per-tensor list of either."""
+
+
+def _is_number(scale: Scalar) -> bool:
+    return isinstance(scale, (int, float)) and not isinstance(scale, bool)
+
+
+def _numbers(scales: Scalar) -> bool:
+    if isinstance(scales, list):
+        return all(_is_number(s) for s in scales)
+    return _is_number(scales)
+
+
+def add_scaled_(targets: list[Tensor], sources: list[Tensor], scale: Scalar) -> None:
+    """``targets[i] += scale[i] * sources[i]`` (``scale`` one value or one per tensor)."""
+    if not targets:
+        return
+    if _numbers(scale):
+        scales = scale if isinstance(scale, list) else [scale]
+        if len(set(scales)) == 1:
+            torch._foreach_add_(targets, sources, alpha=scales[0])
+        else:
+            for target, source, factor in zip(targets, sources, scales, strict=True):
+                target.add_(source, alpha=factor)
+        return
+    torch._foreach_add_(targets, torch._foreach_mul(sources, scale))
+
+
+def addcmul_(
+    targets: list[Tensor], first: list[Tensor], second: list[Tensor], value: Scalar
+) -> None:
+    """``targets[i] += value * first[i] * second[i]``."""
+    if _is_number(value):
+        torch._foreach_addcmul_(targets, first, second, value=value)
+        return
+    product = torch._foreach_mul(first, second)
+    torch._foreach_mul_(product, value)
+    torch._foreach_add_(targets, product)
+
+
+def lerp_(targets: list[Tensor], ends: list[Tensor], weight: Scalar) -> None:
+    """``targets[i] += weight * (ends[i] - targets[i])``."""
+    if _is_number(weight):
+        torch._foreach_lerp_(targets, ends, weight)
+        return
+    difference = torch._foreach_sub(ends, targets)
+    torch._foreach_mul_(difference, weight)
+    torch._foreach_add_(targets, difference)
+
+
+def sqrt(value: Scalar) -> Scalar:
+    """The square root of a number (``math.sqrt``) or of a tensor."""
+    return math.sqrt(value) if _is_number(value) else torch.sqrt(value)
