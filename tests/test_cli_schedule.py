@@ -172,3 +172,12 @@ def test_atomic_output_on_an_interrupt_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt), atomic_output(target):
         raise KeyboardInterrupt
     assert os.listdir(tmp_path) == []
+
+
+def test_atomic_output_gives_the_mode_of_a_plain_open(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    target = tmp_path / "atomic.txt"
+    with atomic_output(target) as temporary:
+        temporary.write_text("x")
+    assert target.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777

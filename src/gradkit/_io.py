@@ -21,6 +21,10 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
     )
     os.close(handle)
+    # mkstemp makes the file private (0600); give it the mode a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)
     temporary_path = Path(temporary)
     try:
         yield temporary_path

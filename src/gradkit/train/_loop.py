@@ -1,0 +1,394 @@
+"""The training loop: forward, backward, clip, step, schedule, log.
+
+:func:`train` runs a :class:`Config`. Each step takes one global batch from the sampler, splits
+it over the processes (DDP) and into micro-batches (gradient accumulation), and then does
+exactly what the module docstring says. Evaluation, snapshots and checkpoints happen between
+steps, at the intervals the config gives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from gradkit.optim import adaptive_clip_grad_
+from gradkit.train import _data
+from gradkit.train._build import (
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    new_run_dir,
+    run_settings,
+)
+from gradkit.train._callbacks import TrainContext, hook_table
+from gradkit.train._checkpoint import capture_rng_state, latest_checkpoint, restore_rng_state
+from gradkit.train._config import Config, ConfigError, save_config
+from gradkit.train._distributed import Distributed, distributed_session
+from gradkit.train._evaluate import evaluate
+from gradkit.train._metrics import MetricsLog
+from gradkit.train._report import NonFiniteLossError, RunResult, progress_bar, write_summary
+from gradkit.train._state import CheckpointWriter, SnapshotEnsemble
+
+__all__ = ["NonFiniteLossError", "RunResult", "Trainer", "train"]
+
+
+def train(
+    config: Config,
+    *,
+    data: _data.TrainingData | None = None,
+    callbacks: Sequence[Any] = (),
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+) -> RunResult:
+    """Train as ``config`` says; in a ``torchrun`` job, every process calls this.
+
+    Args:
+        config: the run.
+        data: the splits to use instead of loading ``config.data`` from :mod:`gradkit.data`
+            (a validation part is still held out when ``data.validation_fraction`` asks).
+        callbacks: objects with any of the hooks of :mod:`gradkit.train` (``on_train_start``,
+            ``after_backward``, ``on_step_end``, ``on_eval``, ``on_train_end``).
+        run_dir: the run's directory (default: ``log.root/log.name`` or a new timestamp).
+        resume: continue the run in ``run_dir`` from its latest usable checkpoint.
+
+    Raises:
+        NonFiniteLossError: a NaN/inf loss under ``train.non_finite = "stop"``.
+    """
+    if resume and run_dir is None:
+        raise ValueError("train: resume=True needs the run_dir to resume")
+    with (
+        run_settings(config),
+        distributed_session(config.train.device, config.train.distributed_timeout) as dist,
+    ):
+        trainer = Trainer(config, dist, data=data, callbacks=callbacks, run_dir=run_dir)
+        if resume:
+            trainer.resume()
+        return trainer.fit()
+
+
+class Trainer:
+    """The state of one run in one process; :func:`train` is the way to use it."""
+
+    def __init__(
+        self,
+        config: Config,
+        dist: Distributed,
+        *,
+        data: _data.TrainingData | None = None,
+        callbacks: Sequence[Any] = (),
+        run_dir: str | Path | None = None,
+    ) -> None:
+        self.config, self.dist = config, dist
+        settings = config.train
+        self.hooks = hook_table(callbacks)
+        _seed_everything(settings.seed)
+        data = _data.load_training_data(config) if data is None else data
+        data = _data.with_validation(data, config)
+        device = dist.device
+        self.train_x, self.train_y = (t.to(device) for t in _data.as_tensors(data.train))
+        self.test_x, self.test_y = _data.as_tensors(data.test)
+        self.validation = None if data.validation is None else _data.as_tensors(data.validation)
+
+        self.model = build_model(config, tuple(self.train_x.shape[1:]), data.classes).to(device)
+        self.optimizer, self.sam = build_optimizer(config, self.model)
+        self.scheduler = build_scheduler(config, self.optimizer)
+        self.network = self.model
+        if dist.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            self.network = DistributedDataParallel(self.model, device_ids=ids)
+        head = getattr(self.model, "head", None)
+        head_ids = set() if head is None else {id(p) for p in head.parameters()}
+        self.body = [p for p in self.model.parameters() if id(p) not in head_ids]
+        torch.manual_seed(settings.seed + dist.rank)  # dropout differs per process
+
+        self.step, self.skipped, self.seconds_before = 0, 0, 0.0
+        self.step_lr: float = config.optim.lr
+        self.sampler = _data.make_sampler(config, len(self.train_y), 0)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.run_dir = Path(dist.broadcast(str(self.run_dir or new_run_dir(config))))
+        self.best_metric = _best_metric(config, self.validation is not None)
+        self.checkpoints = CheckpointWriter(self.run_dir / "checkpoints", self.best_metric, dist)
+        self.ensemble = SnapshotEnsemble(config, self.model, self.run_dir / "snapshots", dist)
+        self.ctx = TrainContext(
+            model=self.model,
+            optimizer=self.sam or self.optimizer,
+            config=config,
+            run_dir=self.run_dir,
+            rank=dist.rank,
+            world_size=dist.world_size,
+        )
+        self.resumed = False
+
+    # ---------------------------------------------------------------- resume and checkpoints
+
+    def resume(self) -> None:
+        """Load the latest usable checkpoint of the run directory; continue from its step.
+
+        A run that was stopped before its first checkpoint starts again from step 0; a run
+        whose checkpoints are all damaged is a :class:`~gradkit.train.CheckpointError`.
+        """
+        report = (lambda text: print(text, file=sys.stderr)) if self.dist.is_main else None
+        directory = self.run_dir / "checkpoints"
+        self.resumed = True
+        if not any((directory / name).exists() for name in ("last.pt", "previous.pt")):
+            if report is not None:
+                report(f"gradkit: {directory} holds no checkpoint yet; starting from step 0")
+            return
+        path, state = latest_checkpoint(directory, report=report)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        rng = state["rng"]
+        restore_rng_state(rng[self.dist.rank] if len(rng) == self.dist.world_size else rng[0])
+        self.step, self.skipped = int(state["step"]), int(state["skipped"])
+        self.seconds_before = float(state["seconds"])
+        self.checkpoints.best_value = state["best_value"]
+        self.checkpoints.last_written = (path, self.step)
+        self.ensemble.load(self.step)
+
+    def state(self) -> dict[str, Any]:
+        """Everything a resumed run needs (a collective call: RNG states from every process)."""
+        return {
+            "step": self.step,
+            "skipped": self.skipped,
+            "seconds": self.elapsed(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": self.dist.gather(capture_rng_state()),
+            "best_value": self.checkpoints.best_value,
+            "world_size": self.dist.world_size,
+        }
+
+    def elapsed(self) -> float:
+        """Seconds of training so far, over all sessions of this run."""
+        return self.seconds_before + time.perf_counter() - self.started
+
+    # ---------------------------------------------------------------- the loop
+
+    def fit(self) -> RunResult:
+        """Train until ``train.steps``; evaluate, snapshot and checkpoint on the way."""
+        config, dist, ctx = self.config, self.dist, self.ctx
+        self.started = time.perf_counter()
+        self.metrics = None
+        if dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, self.run_dir / "config.toml")
+            resumed = self.step if self.resumed else None
+            self.metrics = MetricsLog(
+                self.run_dir, tensorboard=config.log.tensorboard, resume_step=resumed
+            )
+        dist.barrier()
+        bar = progress_bar(config, dist, self.step)
+        batches = _data.step_batches(self.sampler)
+        last_record, samples = time.perf_counter(), 0
+        last_postfix, postfix_samples = time.perf_counter(), 0
+        ctx.step = self.step
+        try:
+            self._call("on_train_start", ctx)
+            while self.step < config.train.steps and not ctx.should_stop:
+                batch = next(batches)
+                loss, grad_norm = self.train_step(batch)
+                samples += len(batch)
+                ctx.step, ctx.loss = self.step, loss
+                final = self.step == config.train.steps
+                if self.metrics is not None and (self.step % config.log.every == 0 or final):
+                    now = time.perf_counter()
+                    record = {
+                        "step": self.step,
+                        "loss": loss,
+                        "lr": float(self.step_lr),
+                        "batch_size": len(batch),
+                        "grad_norm": grad_norm,
+                        "samples_per_second": samples / max(now - last_record, 1e-9),
+                        "time": self.elapsed(),
+                    }
+                    self.metrics.step(record)
+                    last_record, samples = now, 0
+                if bar is not None:
+                    bar.update(1)
+                    postfix_samples += len(batch)
+                    now = time.perf_counter()
+                    if now - last_postfix > 0.5:
+                        rate = postfix_samples / (now - last_postfix)
+                        last_postfix, postfix_samples = now, 0
+                        bar.set_postfix(
+                            loss=f"{loss:.4f}",
+                            lr=f"{self.step_lr:.3g}",
+                            samples_per_s=f"{rate:.0f}",
+                            refresh=False,
+                        )
+                self._call("on_step_end", ctx)
+                self.after_step(final or ctx.should_stop)
+            if not ctx.metrics or ctx.metrics.get("step") != self.step:
+                self.run_evaluation()
+        finally:
+            if bar is not None:
+                bar.close()
+            try:
+                self._call("on_train_end", ctx)
+            finally:
+                if self.metrics is not None:
+                    self.metrics.close()
+        result = RunResult(self.run_dir, self.step, self.elapsed(), dict(ctx.metrics), self.skipped)
+        if dist.is_main:
+            write_summary(result, self.run_dir / "summary.json")
+        return result
+
+    def train_step(self, batch: list[int]) -> tuple[float, float | None]:
+        """One optimizer step on a global batch; returns its loss and (if clipped) grad norm."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.forward_backward(batch)
+        self._call("after_backward", self.ctx)
+        if not math.isfinite(loss):
+            return self.non_finite(loss), None
+        if self.sam is not None:  # SAM: the gradient again, at the worst nearby weights
+            self.sam.first_step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.forward_backward(batch)
+        grad_norm = self.clip()
+        self.step_lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
+        if self.sam is not None:
+            self.sam.second_step()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return loss, grad_norm
+
+    def forward_backward(self, batch: list[int]) -> float:
+        """Forward and backward over this process's share of ``batch``, piece by piece.
+
+        Each piece's mean loss is weighted by its share of the global batch, so the gradients
+        add up (over pieces, and over processes in DDP's average) to the gradient of the mean
+        loss of the whole batch. Returns that mean loss (the same on every process).
+        """
+        dist = self.dist
+        share = _data.split_for_rank(batch, dist.rank, dist.world_size) if dist.enabled else batch
+        pieces = _data.micro_batches(share, self.config.train.micro_batch_size)
+        total = 0.0
+        for number, piece in enumerate(pieces):
+            index = torch.as_tensor(piece, device=self.train_x.device)
+            last = number == len(pieces) - 1
+            # DDP all-reduces the gradients on the last piece's backward only.
+            sync = contextlib.nullcontext() if last or not dist.enabled else self.network.no_sync()
+            with sync:
+                loss = F.cross_entropy(self.network(self.train_x[index]), self.train_y[index])
+                if len(piece) != len(batch):
+                    loss = loss * (len(piece) * dist.world_size / len(batch))
+                loss.backward()
+            total += loss.item()
+        if dist.enabled:  # also makes every process agree on a non-finite loss
+            summed = dist.all_reduce_sum(torch.tensor([total], device=dist.device))
+            total = summed.item() / dist.world_size
+        return total
+
+    def clip(self) -> float | None:
+        """AGC on every parameter but the head's, then global-norm clipping; returns the norm."""
+        optim = self.config.optim
+        if optim.agc is not None:
+            adaptive_clip_grad_(self.body, optim.agc, optim.agc_eps)
+        if optim.clip_grad_norm is None:
+            return None
+        return torch.nn.utils.clip_grad_norm_(self.model.parameters(), optim.clip_grad_norm).item()
+
+    def non_finite(self, loss: float) -> float:
+        """Skip the update (``train.non_finite = "skip"``) or stop with an error."""
+        if self.config.train.non_finite == "skip":
+            self.step_lr = self.optimizer.param_groups[0]["lr"]
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+            self.step += 1
+            self.skipped += 1
+            return loss
+        last = self.checkpoints.last_written
+        kept = (
+            f"the last good checkpoint is {last[0]} (step {last[1]})"
+            if last is not None
+            else "no checkpoint was written yet"
+        )
+        raise NonFiniteLossError(
+            f"non-finite loss ({loss}) at step {self.step + 1}; training stopped before that "
+            f"step's update and {kept}. Lower optim.lr, clip gradients (optim.clip_grad_norm) "
+            f"or set train.non_finite = 'skip'"
+        )
+
+    def after_step(self, final: bool) -> None:
+        """Snapshot, evaluate and checkpoint when their intervals say so."""
+        settings, every = self.config.train, self.config.checkpoint.every
+        snapshot = self.ensemble.is_cycle_end(self.step)
+        if snapshot:
+            self.ensemble.take(self.step)
+        if final or snapshot or (settings.eval_every and self.step % settings.eval_every == 0):
+            self.run_evaluation()
+        if final or (every and self.step % every == 0):
+            if self.metrics is not None:
+                self.metrics.flush()
+            self.checkpoints.write_last(self.state(), self.step)
+
+    def run_evaluation(self) -> dict[str, Any]:
+        """Test (and validation) loss and accuracy, and the snapshot ensemble's at cycle ends."""
+        settings = self.config.train
+        splits = {"test": (self.test_x, self.test_y)}
+        if self.validation is not None:
+            splits["val"] = self.validation
+        metrics: dict[str, Any] = {"step": self.step}
+        models = self.ensemble.models_at(self.step)
+        for name, (inputs, labels) in splits.items():
+            loss, accuracy = evaluate(
+                [self.model], inputs, labels, batch_size=settings.eval_batch_size, dist=self.dist
+            )
+            metrics[f"{name}_loss"], metrics[f"{name}_accuracy"] = loss, accuracy
+            if models:
+                loss, accuracy = evaluate(
+                    models, inputs, labels, batch_size=settings.eval_batch_size, dist=self.dist
+                )
+                metrics["ensemble_size"] = len(models)
+                metrics[f"ensemble_{name}_loss"] = loss
+                metrics[f"ensemble_{name}_accuracy"] = accuracy
+        metrics["time"] = self.elapsed()
+        self.ctx.metrics = metrics
+        if self.metrics is not None:
+            self.metrics.evaluation(metrics)
+        if self.config.checkpoint.best and self.checkpoints.improves(metrics):
+            self.checkpoints.write_best(self.state())
+        self._call("on_eval", self.ctx, metrics)
+        return metrics
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for method in self.hooks[hook]:
+            method(*args)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _best_metric(config: Config, has_validation: bool) -> str:
+    name = config.checkpoint.best_metric
+    if name == "auto":
+        return "val_accuracy" if has_validation else "test_accuracy"
+    split = name.split("_", 1)[0]
+    allowed = ("test_loss", "test_accuracy", "val_loss", "val_accuracy")
+    if name not in allowed or (split == "val" and not has_validation):
+        raise ConfigError(
+            f"config: checkpoint.best_metric must be 'auto' or one of "
+            f"{', '.join(map(repr, allowed))} (val_* needs data.validation_fraction > 0), "
+            f"got {name!r}"
+        )
+    return name

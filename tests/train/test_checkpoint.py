@@ -1,0 +1,147 @@
+"""Checkpoint files: exact round trip, clear errors for damaged files, the fallback to previous."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import random
+import re
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gradkit.train import (
+    CheckpointError,
+    TrainingData,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    train,
+)
+from gradkit.train._checkpoint import _HEADER, _MAGIC, capture_rng_state, restore_rng_state
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    state = {"step": 3, "weights": torch.randn(4, 5), "nested": {"betas": (0.9, 0.99)}}
+    path = save_checkpoint(state, tmp_path / "c.pt")
+    loaded = load_checkpoint(path)
+    assert loaded["step"] == 3 and loaded["nested"] == {"betas": (0.9, 0.99)}
+    assert torch.equal(loaded["weights"], state["weights"])
+
+
+def test_rng_states_survive_weights_only(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    np.random.seed(2)
+    random.seed(3)
+    np.random.standard_normal()  # leave a cached gaussian in numpy's state
+    path = save_checkpoint({"rng": capture_rng_state()}, tmp_path / "rng.pt")
+    expected = (torch.rand(3), np.random.rand(3), random.random(), np.random.standard_normal())
+    torch.manual_seed(99)
+    np.random.seed(99)
+    random.seed(99)
+    restore_rng_state(load_checkpoint(path)["rng"])
+    again = (torch.rand(3), np.random.rand(3), random.random(), np.random.standard_normal())
+    assert torch.equal(expected[0], again[0])
+    assert np.array_equal(expected[1], again[1])
+    assert expected[2:] == again[2:]
+
+
+def _written(tmp_path: Path) -> Path:
+    return save_checkpoint({"weights": torch.arange(1000.0)}, tmp_path / "c.pt")
+
+
+def test_truncated(tmp_path: Path) -> None:
+    path = _written(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[:-100])
+    payload = len(data) - _HEADER.size
+    message = (
+        f"checkpoint {str(path)!r} is truncated or padded: its header promises {payload} "
+        f"bytes of payload, the file holds {payload - 100}"
+    )
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        load_checkpoint(path)
+
+
+def test_tampered(tmp_path: Path) -> None:
+    path = _written(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[-50] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="is corrupted or was modified: its SHA-256"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello", b"PK\x03\x04" + bytes(100)])
+def test_not_a_checkpoint(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "c.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="is not a gradkit checkpoint"):
+        load_checkpoint(path)
+
+
+def test_missing(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nothing.pt")
+
+
+class _Exploit:
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (Path(self.target),))  # type: ignore[attr-defined]
+
+
+def test_a_forged_checksum_still_cannot_run_code(tmp_path: Path) -> None:
+    target = tmp_path / "pwned"
+    exploit = _Exploit()
+    exploit.target = str(target)  # type: ignore[attr-defined]
+    buffer = io.BytesIO()
+    torch.save({"model": exploit}, buffer, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    payload = buffer.getvalue()
+    import hashlib
+
+    header = struct.pack("<20sIQ32s", _MAGIC, 1, len(payload), hashlib.sha256(payload).digest())
+    path = tmp_path / "evil.pt"
+    path.write_bytes(header + payload)
+    with pytest.raises(CheckpointError, match="cannot be loaded safely"):
+        load_checkpoint(path)
+    assert not target.exists()
+
+
+def test_keep_previous(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    save_checkpoint({"step": 1}, path, keep_previous=True)
+    save_checkpoint({"step": 2}, path, keep_previous=True)
+    assert load_checkpoint(path)["step"] == 2
+    assert load_checkpoint(tmp_path / "previous.pt")["step"] == 1
+    path.write_bytes(path.read_bytes()[:200])
+    reasons: list[str] = []
+    used, state = latest_checkpoint(tmp_path, report=reasons.append)
+    assert used == tmp_path / "previous.pt" and state["step"] == 1
+    assert "truncated" in reasons[0]
+    (tmp_path / "previous.pt").unlink()
+    with pytest.raises(CheckpointError, match="no usable checkpoint in"):
+        latest_checkpoint(tmp_path)
+
+
+def test_a_damaged_last_checkpoint_resumes_from_previous(
+    data: TrainingData, make_config: Callable, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reference = train(make_config("train.steps=30", name="reference"), data=data)
+    config = make_config("train.steps=30", name="damaged")
+    damaged = train(config, data=data)
+    last = damaged.run_dir / "checkpoints" / "last.pt"
+    blob = bytearray(last.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    last.write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match="is corrupted or was modified"):
+        load_checkpoint(last)
+    resumed = train(config, data=data, run_dir=damaged.run_dir, resume=True)
+    assert "skipping" in capsys.readouterr().err
+    assert resumed.steps == 30
+    expected = load_checkpoint(reference.run_dir / "checkpoints" / "last.pt")["model"]
+    for name, value in load_checkpoint(last)["model"].items():
+        assert torch.equal(value, expected[name]), name
