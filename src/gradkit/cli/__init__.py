@@ -5,9 +5,18 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from gradkit.cli import hessian, landscape, lr_find, schedule, spp, train, trajectories
+from gradkit.cli import (
+    hessian,
+    landscape,
+    lr_find,
+    schedule,
+    spp,
+    study,
+    train,
+    trajectories,
+)
 
-VERBS = (train, schedule, spp, trajectories, landscape, hessian, lr_find)
+VERBS = (train, study, schedule, spp, trajectories, landscape, hessian, lr_find)
 """The modules that add a verb to the command, in the order ``--help`` lists them."""
 
 

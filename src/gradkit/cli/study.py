@@ -1,0 +1,113 @@
+"""``gradkit study``: run a study, write its report, list the shipped studies.
+
+- ``gradkit study run studies/NAME.toml [--workers N] [--threads T] [--out DIR]``: run what
+  the store in ``DIR`` (default ``studies/NAME/``, beside the spec) does not hold, then write
+  the report there. Run it again to resume after a crash or Ctrl-C.
+- ``gradkit study report DIR``: write ``REPORT.md``, ``report.html`` and ``report.json``.
+- ``gradkit study list [--dir studies]``: the study files, with title and claims.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gradkit.studies import SpecError, expand, load_spec, run_study, write_report
+
+__all__ = ["main", "register"]
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add the ``study`` verb (``run``, ``report``, ``list``) to the ``gradkit`` command."""
+    parser = commands.add_parser(
+        "study",
+        help="run a study of techniques over seeds and report a verdict on its claims",
+        description="Studies put techniques side by side over seeds and decide a claim: "
+        "reproduced, not reproduced or inconclusive.",
+    )
+    actions = parser.add_subparsers(dest="study_command", required=True)
+    run = actions.add_parser("run", help="run a study (resumable) and write its report")
+    run.add_argument("spec", help="the study file, e.g. studies/warmup.toml")
+    run.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    run.add_argument(
+        "--threads", type=int, default=None, help="threads in all (default: the CPU count)"
+    )
+    run.add_argument("--out", default=None, help="output directory (default: beside the spec)")
+    run.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    run.add_argument("--keep-runs", action="store_true", help="keep each run's directory")
+    run.set_defaults(handler=_run)
+    report = actions.add_parser("report", help="write the report of a study directory")
+    report.add_argument("directory", help="the output directory of `gradkit study run`")
+    report.set_defaults(handler=_report)
+    listing = actions.add_parser("list", help="list the study files")
+    listing.add_argument("--dir", default="studies", help="where to look (default: studies)")
+    listing.set_defaults(handler=_list)
+
+
+def _run(args: argparse.Namespace) -> int:
+    spec_path = Path(args.spec)
+    out = Path(args.out) if args.out else spec_path.with_suffix("")
+    try:
+        if args.workers < 1:
+            raise SpecError(f"--workers must be >= 1, got {args.workers}")
+        outcome = run_study(
+            spec_path,
+            out,
+            workers=args.workers,
+            threads=args.threads,
+            retry_failed=args.retry_failed,
+            keep_runs=args.keep_runs,
+        )
+        written = write_report(out)
+    except SpecError as error:
+        print(f"gradkit study: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"runs       {outcome.total} in all, {outcome.skipped} already stored, "
+        f"{len(outcome.ran)} run now ({len(outcome.failed)} failed) in {outcome.seconds:.0f}s"
+    )
+    for run_id, error in outcome.failed.items():
+        print(f"failed     {run_id}: {error}")
+    print(f"report     {written['markdown']}")
+    return 1 if outcome.failed else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    try:
+        written = write_report(args.directory)
+    except (SpecError, FileNotFoundError) as error:
+        print(f"gradkit study: {error}", file=sys.stderr)
+        return 2
+    for kind in ("markdown", "html", "json"):
+        print(f"{kind:<10} {written[kind]}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    directory = Path(args.dir)
+    files = sorted(directory.glob("*.toml"))
+    if not files:
+        print(f"gradkit study: no study files (*.toml) in {directory}", file=sys.stderr)
+        return 2
+    status = 0
+    for path in files:
+        try:
+            spec = load_spec(path)
+        except SpecError as error:
+            print(f"{path.stem:<28} INVALID: {error}")
+            status = 1
+            continue
+        runs = len(expand(spec))
+        print(f"{path.stem:<28} {runs:>4} runs  {len(spec.claims)} claims  {spec.title}")
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``gradkit study`` on its own; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="gradkit")
+    commands = parser.add_subparsers(dest="command", required=True)
+    register(commands)
+    args = parser.parse_args(["study", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.handler(args))

@@ -1,0 +1,73 @@
+"""Studies (floor 4): put techniques side by side, over seeds, and decide a claim.
+
+A study is a TOML file (:func:`load_spec`; the format is in :mod:`gradkit.studies._spec`): a
+base training config, arms (each a set of overrides and a sweep searched on the validation
+split), grid axes crossed with every arm, seeds, the metrics to compare and the claims.
+:func:`run_study` expands it into runs (:func:`expand`), skips what its SQLite :class:`Store`
+holds, and trains the rest in worker processes; :func:`write_report` writes ``REPORT.md``,
+``report.html`` and ``report.json`` with a table of arms (mean and 95% interval over seeds),
+learning curves, heatmaps, time-to-accuracy and a :func:`verdict` per claim.
+
+Example:
+    >>> outcome = run_study("studies/warmup.toml", "studies/warmup", workers=2)
+    >>> write_report("studies/warmup")["markdown"]
+"""
+
+from gradkit.studies._analysis import Analysis, Cell, analyze
+from gradkit.studies._expand import RunPlan, expand, format_point
+from gradkit.studies._measures import MEASURES, Measure
+from gradkit.studies._report import format_estimate, write_report
+from gradkit.studies._runner import SPEC_NAME, STORE_NAME, StudyOutcome, run_plan, run_study
+from gradkit.studies._spec import (
+    SCALE_KEYS,
+    Arm,
+    Claim,
+    SpecError,
+    StudySpec,
+    load_spec,
+    parse_spec,
+)
+from gradkit.studies._stats import (
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    Verdict,
+    mean_ci,
+    t_quantile,
+    verdict,
+)
+from gradkit.studies._store import RunRecord, Store
+
+__all__ = [
+    "INCONCLUSIVE",
+    "MEASURES",
+    "NOT_REPRODUCED",
+    "REPRODUCED",
+    "SCALE_KEYS",
+    "SPEC_NAME",
+    "STORE_NAME",
+    "Analysis",
+    "Arm",
+    "Cell",
+    "Claim",
+    "Measure",
+    "RunPlan",
+    "RunRecord",
+    "SpecError",
+    "Store",
+    "StudyOutcome",
+    "StudySpec",
+    "Verdict",
+    "analyze",
+    "expand",
+    "format_estimate",
+    "format_point",
+    "load_spec",
+    "mean_ci",
+    "parse_spec",
+    "run_plan",
+    "run_study",
+    "t_quantile",
+    "verdict",
+    "write_report",
+]

@@ -1,0 +1,225 @@
+"""From the store to the numbers of a report: cells, best sweep points, curves, verdicts.
+
+A *cell* is an arm at one grid point. Within a cell, each sweep point is scored by the mean of
+the study's ``select_metric`` (a validation metric) over its finished seeds, and the best point
+is the cell's result: its metrics, per seed, are what the table, the curves and the claims use.
+The test split never takes part in the selection.
+
+Derived per-run metrics: ``seconds`` (training time), ``steps`` (optimizer steps);
+``steps_to_target`` and
+``seconds_to_target``, the first evaluation at which ``test_accuracy`` reached the study's
+``target_accuracy`` (a run that never reached it counts at its full length: censored).
+The claim metric ``good_region`` is, per seed, the fraction of an arm's sweep points whose
+``select_metric`` is within 0.01 of the best value of any arm at that seed and grid point
+(how wide the good region of hyperparameters is).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gradkit.studies._expand import expand
+from gradkit.studies._spec import Claim, StudySpec
+from gradkit.studies._stats import Verdict, mean_ci, verdict
+from gradkit.studies._store import RunRecord, Store
+
+__all__ = ["GOOD_REGION_TOLERANCE", "Analysis", "Cell", "analyze", "key_of"]
+
+GOOD_REGION_TOLERANCE = 0.01
+"""How close to the best a sweep point's validation metric must be to count as good."""
+
+
+def key_of(point: Mapping[str, Any]) -> str:
+    """A hashable, order-independent text for a grid or sweep point."""
+    return repr(sorted(point.items()))
+
+
+@dataclass
+class Cell:
+    """An arm at one grid point, with its best sweep point's runs.
+
+    Attributes:
+        runs: the finished runs at the selected sweep point, by seed.
+        sweep_scores: ``[(sweep point, mean select_metric, seeds)]`` of every sweep point.
+        failed: the failed runs of this cell (any sweep point), with their errors.
+        unfinished: runs of this cell the store has not finished.
+    """
+
+    arm: str
+    grid: dict[str, Any]
+    selected: dict[str, Any] = field(default_factory=dict)
+    runs: dict[int, RunRecord] = field(default_factory=dict)
+    sweep_scores: list[tuple[dict[str, Any], float, int]] = field(default_factory=list)
+    sweep_runs: dict[str, list[RunRecord]] = field(default_factory=dict)
+    failed: list[RunRecord] = field(default_factory=list)
+    unfinished: int = 0
+
+    def values(self, metric: str) -> dict[int, float]:
+        """``{seed: value}`` of ``metric`` at the selected sweep point."""
+        return {
+            seed: float(run.metrics[metric])
+            for seed, run in self.runs.items()
+            if isinstance(run.metrics.get(metric), (int, float))
+        }
+
+    def summary(self, metric: str) -> tuple[float, float, int]:
+        """``(mean, 95% half-width, seeds)`` of ``metric`` at the selected sweep point."""
+        values = list(self.values(metric).values())
+        mean, half = mean_ci(values)
+        return mean, half, len(values)
+
+
+@dataclass
+class Analysis:
+    """Everything a report shows, computed from a spec and its store."""
+
+    spec: StudySpec
+    cells: list[Cell]
+    verdicts: list[tuple[Claim, Verdict]]
+    curves: dict[tuple[str, str, str], dict[int, list[tuple[int, float]]]]
+    total_runs: int
+    finished_runs: int
+
+    def cell(self, arm: str, grid: Mapping[str, Any]) -> Cell:
+        """The cell of ``arm`` at the grid point that matches ``grid`` on its keys."""
+        matches = [
+            c for c in self.cells if c.arm == arm and all(c.grid[k] == v for k, v in grid.items())
+        ]
+        if len(matches) != 1:
+            raise KeyError(f"{len(matches)} cells of arm {arm!r} match {dict(grid)!r}")
+        return matches[0]
+
+
+def _score(value: Any, higher: bool) -> float:
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return -math.inf  # a diverged or missing run is the worst score
+    return float(value) if higher else -float(value)
+
+
+def _add_derived(run: RunRecord, store: Store, target: float | None) -> None:
+    run.metrics.setdefault("seconds", run.seconds)
+    run.metrics.setdefault("steps", run.steps)
+    if target is None:
+        return
+    accuracy = store.curve(run.run_id, "eval", "test_accuracy")
+    times = dict(store.curve(run.run_id, "eval", "time"))
+    reached = [(step, times.get(step)) for step, value in accuracy if value >= target]
+    if reached:
+        run.metrics["steps_to_target"] = reached[0][0]
+        run.metrics["seconds_to_target"] = reached[0][1]
+    else:  # censored at the run's length
+        run.metrics["steps_to_target"] = run.steps
+        run.metrics["seconds_to_target"] = run.seconds
+        run.metrics["target_missed"] = 1
+
+
+def analyze(spec: StudySpec, store: Store) -> Analysis:
+    """Select, aggregate and decide: the numbers of the report of ``spec``."""
+    plans = expand(spec)
+    records = {run.run_id: run for run in store.runs()}
+    higher = "loss" not in spec.select_metric
+    cells: dict[tuple[str, str], Cell] = {}
+    finished = 0
+    for plan in plans:
+        cell = cells.setdefault((plan.arm, key_of(plan.grid)), Cell(plan.arm, dict(plan.grid)))
+        run = records.get(plan.run_id)
+        if run is None or run.status == "running":
+            cell.unfinished += 1
+        elif run.status == "failed":
+            cell.failed.append(run)
+        else:
+            finished += 1
+            _add_derived(run, store, spec.target_accuracy)
+            cell.sweep_runs.setdefault(key_of(plan.sweep), []).append(run)
+    for cell in cells.values():
+        arm = spec.arm(cell.arm)
+        best: tuple[float, str] | None = None
+        for point in _sweep_points(arm.sweep):
+            runs = cell.sweep_runs.get(key_of(point), [])
+            if not runs:
+                continue
+            scores = [_score(r.metrics.get(spec.select_metric), higher) for r in runs]
+            mean = sum(scores) / len(scores)
+            signed = mean if higher else -mean
+            cell.sweep_scores.append((point, signed, len(runs)))
+            if best is None or mean > best[0]:
+                best = (mean, key_of(point))
+                cell.selected = point
+        if best is not None:
+            cell.runs = {r.seed: r for r in cell.sweep_runs[best[1]]}
+    ordered = list(cells.values())
+    analysis = Analysis(spec, ordered, [], {}, len(plans), finished)
+    analysis.curves = _curves(ordered, store)
+    analysis.verdicts = [(claim, _decide(claim, analysis)) for claim in spec.claims]
+    return analysis
+
+
+def _sweep_points(axes: Mapping[str, tuple[Any, ...]]) -> list[dict[str, Any]]:
+    import itertools
+
+    keys = list(axes)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*axes.values())]
+
+
+def _curves(
+    cells: list[Cell], store: Store
+) -> dict[tuple[str, str, str], dict[int, list[tuple[int, float]]]]:
+    """``{(arm, grid key, curve name): {seed: [(step, value)]}}`` at the selected points."""
+    curves: dict[tuple[str, str, str], dict[int, list[tuple[int, float]]]] = defaultdict(dict)
+    for cell in cells:
+        for seed, run in cell.runs.items():
+            for kind, name in (
+                ("eval", "test_accuracy"),
+                ("eval", "val_accuracy"),
+                ("step", "loss"),
+            ):
+                points = store.curve(run.run_id, kind, name)
+                if points:
+                    curves[(cell.arm, key_of(cell.grid), name)][seed] = points
+    return dict(curves)
+
+
+def _good_region(cell: Cell, others: list[Cell], spec: StudySpec) -> dict[int, float]:
+    """Per seed: the fraction of the cell's sweep points within tolerance of the best of all."""
+    higher = "loss" not in spec.select_metric
+    best: dict[int, float] = {}
+    for other in others:
+        for runs in other.sweep_runs.values():
+            for run in runs:
+                score = _score(run.metrics.get(spec.select_metric), higher)
+                best[run.seed] = max(best.get(run.seed, -math.inf), score)
+    points = max(1, len(_sweep_points(spec.arm(cell.arm).sweep)))
+    good: dict[int, float] = {}
+    for seed, top in best.items():
+        count = sum(
+            1
+            for runs in cell.sweep_runs.values()
+            for run in runs
+            if run.seed == seed
+            and _score(run.metrics.get(spec.select_metric), higher) >= top - GOOD_REGION_TOLERANCE
+        )
+        good[seed] = count / points
+    return good
+
+
+def _decide(claim: Claim, analysis: Analysis) -> Verdict:
+    arm = analysis.cell(claim.arm, claim.at)
+    baseline = analysis.cell(claim.baseline, claim.at)
+    if claim.metric == "good_region":
+        same_point = [c for c in analysis.cells if c.grid == arm.grid]
+        ours, theirs = (_good_region(c, same_point, analysis.spec) for c in (arm, baseline))
+    else:
+        ours = arm.values(claim.metric)
+        theirs = baseline.values(claim.baseline_metric or claim.metric)
+    seeds = sorted(set(ours) & set(theirs))
+    return verdict(
+        [ours[s] for s in seeds],
+        [theirs[s] for s in seeds],
+        higher_is_better=claim.higher_is_better,
+        test=claim.test,
+        margin=claim.margin,
+    )

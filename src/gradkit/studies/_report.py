@@ -1,0 +1,237 @@
+"""Write a study's report: ``REPORT.md`` (plots beside it in ``plots/``), ``report.html`` (the
+same, with the plots embedded, one self-contained file) and ``report.json`` (every number).
+
+Numbers are means over seeds with the half-width of the 95% t interval (``0.8123 ± 0.0100``),
+at each arm's sweep point that was best on validation.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from gradkit._io import atomic_output
+from gradkit.studies._analysis import Analysis, analyze
+from gradkit.studies._expand import format_point
+from gradkit.studies._plots import plot_axis, plot_curves, plot_heatmaps, plot_time_to_target
+from gradkit.studies._runner import SPEC_NAME, STORE_NAME
+from gradkit.studies._spec import load_spec
+from gradkit.studies._store import Store
+
+__all__ = ["format_estimate", "write_report"]
+
+
+def format_estimate(mean: float, half: float) -> str:
+    """``"0.8123 ± 0.01"``; a single seed has no interval (``"0.8123"``); none: ``"—"``."""
+    if math.isnan(mean):
+        return "—"
+    return f"{mean:.4g}" if math.isnan(half) else f"{mean:.4g} ± {half:.2g}"
+
+
+def _columns(analysis: Analysis) -> list[str]:
+    columns = list(analysis.spec.metrics)
+    if analysis.spec.target_accuracy is not None:
+        columns += ["steps_to_target", "seconds_to_target"]
+    return [*columns, "seconds"]
+
+
+def _tables(analysis: Analysis) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """The report's tables as header and rows of text (shared by Markdown and HTML)."""
+    spec = analysis.spec
+    tables: dict[str, tuple[list[str], list[list[str]]]] = {}
+    if analysis.verdicts:
+        tables["Verdicts"] = (
+            ["claim", "arm vs baseline", "metric", "verdict", "difference (95% CI)", "rule"],
+            [
+                [
+                    claim.text,
+                    f"{claim.arm} vs {claim.baseline}"
+                    + (f" at {format_point(claim.at)}" if claim.at else ""),
+                    claim.metric,
+                    f"**{v.outcome}**",
+                    f"{v.difference:.4g} [{v.low:.4g}, {v.high:.4g}]",
+                    v.rule,
+                ]
+                for claim, v in analysis.verdicts
+            ],
+        )
+    columns = _columns(analysis)
+    header = [
+        "arm",
+        *[key.rsplit(".", 1)[-1] for key in spec.grid],
+        "best on validation",
+        "seeds",
+        *columns,
+    ]
+    rows = []
+    for cell in analysis.cells:
+        row = [cell.arm, *[str(cell.grid[key]) for key in spec.grid]]
+        row.append(format_point(cell.selected) if cell.selected else "—")
+        row.append(f"{len(cell.runs)}" + (f" ({len(cell.failed)} failed)" if cell.failed else ""))
+        row += [format_estimate(*cell.summary(metric)[:2]) for metric in columns]
+        rows.append(row)
+    tables["Arms"] = (header, rows)
+    failures = [
+        [
+            run.arm,
+            format_point({**run.grid, **run.sweep}) or "—",
+            str(run.seed),
+            (run.error or "").splitlines()[0],
+        ]
+        for cell in analysis.cells
+        for run in cell.failed
+    ]
+    if failures:
+        tables["Failed runs"] = (["arm", "point", "seed", "error"], failures)
+    return tables
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+
+    return [line(header), "| " + " | ".join("---" for _ in header) + " |", *map(line, rows)]
+
+
+def _numbers(analysis: Analysis) -> dict[str, Any]:
+    """Every number of the report, for machines (``report.json``)."""
+
+    def clean(value: float) -> float | None:
+        return value if math.isfinite(value) else None
+
+    return {
+        "study": analysis.spec.name,
+        "runs": {"total": analysis.total_runs, "finished": analysis.finished_runs},
+        "cells": [
+            {
+                "arm": cell.arm,
+                "grid": cell.grid,
+                "selected": cell.selected,
+                "seeds": sorted(cell.runs),
+                "failed": len(cell.failed),
+                "metrics": {
+                    metric: {"mean": clean(mean), "half_width": clean(half), "n": n}
+                    for metric in _columns(analysis)
+                    for mean, half, n in [cell.summary(metric)]
+                },
+            }
+            for cell in analysis.cells
+        ],
+        "verdicts": [
+            {
+                "claim": claim.text,
+                "outcome": v.outcome,
+                "difference": clean(v.difference),
+                "low": clean(v.low),
+                "high": clean(v.high),
+                "seeds": v.seeds,
+                "rule": v.rule,
+            }
+            for claim, v in analysis.verdicts
+        ],
+    }
+
+
+def write_report(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write the report of the study in ``out_dir`` (its ``study.toml`` and ``study.db``).
+
+    Returns the paths written: ``markdown``, ``html``, ``json`` and one per plot.
+    """
+    out = Path(out_dir)
+    spec_path, store_path = out / SPEC_NAME, out / STORE_NAME
+    for needed in (spec_path, store_path):
+        if not needed.exists():
+            raise FileNotFoundError(f"study report: {out} has no {needed.name}; is it a study?")
+    spec = load_spec(spec_path)
+    with Store(store_path) as store:
+        names = {run.study for run in store.runs()}
+        if len(names) == 1 and spec.name == spec_path.stem:  # the copy's stem is no name
+            spec = dataclasses.replace(spec, name=names.pop())
+        analysis = analyze(spec, store)
+    plots_dir = out / "plots"
+    plots_dir.mkdir(exist_ok=True)
+    metric = spec.metrics[0]
+    plots = {
+        "learning curves (mean, 95% band over seeds)": plot_curves(
+            analysis, plots_dir / "curves.png"
+        ),
+        f"{metric} against the grid": plot_axis(analysis, plots_dir / "axis.png", metric),
+        f"heatmap of {metric}": plot_heatmaps(analysis, plots_dir / "heatmap.png", metric),
+        "time to accuracy": plot_time_to_target(analysis, plots_dir / "time_to_target.png"),
+    }
+    shown = {title: path for title, path in plots.items() if path is not None}
+    tables = _tables(analysis)
+    title = spec.title or spec.name
+    intro = [
+        f"Study `{spec.name}`" + (f" ({spec.paper})" if spec.paper else "") + ".",
+        spec.description,
+        f"Runs finished: {analysis.finished_runs} of {analysis.total_runs}; seeds "
+        f"{', '.join(map(str, spec.seeds))}. Each arm's sweep point is chosen by the mean "
+        f"`{spec.select_metric}` over seeds (validation split, never test); numbers are means "
+        "over seeds ± the half-width of the 95% t interval.",
+    ]
+    markdown = [f"# {title}", "", *[line for line in intro if line]]
+    for name, (header, rows) in tables.items():
+        markdown += ["", f"## {name}", "", *_markdown_table(header, rows)]
+    if shown:
+        markdown += ["", "## Plots"]
+        for caption, path in shown.items():
+            markdown += ["", f"{caption}:", "", f"![{caption}](plots/{path.name})"]
+    written: dict[str, Path] = {}
+    with atomic_output(out / "REPORT.md") as temporary:
+        temporary.write_text("\n".join(markdown) + "\n", encoding="utf-8")
+    written["markdown"] = out / "REPORT.md"
+    with atomic_output(out / "report.html") as temporary:
+        temporary.write_text(_html(title, intro, tables, shown), encoding="utf-8")
+    written["html"] = out / "report.html"
+    with atomic_output(out / "report.json") as temporary:
+        temporary.write_text(json.dumps(_numbers(analysis), indent=2) + "\n", encoding="utf-8")
+    written["json"] = out / "report.json"
+    written.update({path.stem: path for path in shown.values()})
+    return written
+
+
+def _html(
+    title: str,
+    intro: list[str],
+    tables: dict[str, tuple[list[str], list[list[str]]]],
+    plots: dict[str, Path],
+) -> str:
+    def cell(text: str, tag: str) -> str:
+        escaped = html.escape(text)
+        if escaped.startswith("**") and escaped.endswith("**"):
+            escaped = f"<strong>{escaped[2:-2]}</strong>"
+        return f"<{tag}>{escaped}</{tag}>"
+
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;"
+        "padding:0 1em}table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f3f3f3}"
+        "img{max-width:100%}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        *[f"<p>{html.escape(line)}</p>" for line in intro if line],
+    ]
+    for name, (header, rows) in tables.items():
+        parts.append(f"<h2>{html.escape(name)}</h2><table>")
+        parts.append("<tr>" + "".join(cell(h, "th") for h in header) + "</tr>")
+        parts += ["<tr>" + "".join(cell(c, "td") for c in row) + "</tr>" for row in rows]
+        parts.append("</table>")
+    if plots:
+        parts.append("<h2>Plots</h2>")
+        for caption, path in plots.items():
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            parts.append(
+                f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"

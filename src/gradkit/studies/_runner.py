@@ -1,0 +1,265 @@
+"""Run a study: expand it, skip what the store holds, run the rest in worker processes.
+
+The output directory holds ``study.toml`` (the spec as run), ``study.db`` (the store) and, while
+a run trains, ``runs/<run_id>/`` (removed when the run is recorded unless ``keep_runs``).
+
+Resuming is running again: finished runs are skipped (failed ones too, unless
+``retry_failed``); a run that was interrupted (its row still says ``running``) starts over.
+Each worker is a separate process pinned to ``threads // workers`` intra-op threads. A failing
+run is recorded with its error and the others go on.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import math
+import multiprocessing
+import os
+import shutil
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gradkit.studies._expand import RunPlan, expand
+from gradkit.studies._spec import StudySpec, load_spec
+from gradkit.studies._store import Store
+
+__all__ = ["SPEC_NAME", "STORE_NAME", "StudyOutcome", "run_plan", "run_study"]
+
+STORE_NAME = "study.db"
+"""The store's file name in a study's output directory."""
+SPEC_NAME = "study.toml"
+"""The copy of the spec in a study's output directory (what ``gradkit study report`` reads)."""
+_CURVE_POINTS = 400  # the training-loss curve is stored as at most this many window means
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    """What one call of :func:`run_study` did.
+
+    Attributes:
+        out_dir: the study's output directory.
+        total: runs in the study.
+        skipped: runs the store already held (finished, or failed without ``retry_failed``).
+        ran: ids of the runs this call ran, in the order they finished.
+        failed: ``{run_id: error}`` of the runs that failed in this call.
+        seconds: wall-clock time of this call.
+    """
+
+    out_dir: Path
+    total: int
+    skipped: int
+    ran: tuple[str, ...] = ()
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def run_study(
+    spec: str | os.PathLike[str] | StudySpec,
+    out_dir: str | os.PathLike[str],
+    *,
+    workers: int = 1,
+    threads: int | None = None,
+    retry_failed: bool = False,
+    keep_runs: bool = False,
+    progress: bool = True,
+) -> StudyOutcome:
+    """Run every run of ``spec`` that ``out_dir``'s store does not hold yet.
+
+    Args:
+        spec: a study file or a parsed :class:`StudySpec` (a file is copied to
+            ``out_dir/study.toml``; a parsed spec must have been read from a file).
+        workers: processes training in parallel (1: in this process).
+        threads: intra-op threads in all (default: the CPU count), shared by the workers.
+        retry_failed: run again the runs that failed before.
+        keep_runs: keep each run's directory (config, metrics files, final checkpoint).
+        progress: show one progress bar for the study (on stderr).
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"run_study: invalid workers={workers!r}; expected an integer >= 1")
+    started = time.perf_counter()
+    parsed = spec if isinstance(spec, StudySpec) else load_spec(spec)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    source = Path(parsed.source)
+    if source.is_file() and source.resolve() != (out / SPEC_NAME).resolve():
+        (out / SPEC_NAME).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    plans = expand(parsed)
+    threads = threads or os.cpu_count() or 1
+    per_worker = max(1, threads // workers)
+    with Store(out / STORE_NAME) as store:
+        statuses = store.statuses()
+    skip = {"done"} if retry_failed else {"done", "failed"}
+    todo = [plan for plan in plans if statuses.get(plan.run_id) not in skip]
+    ran: list[str] = []
+    failed: dict[str, str] = {}
+    bar = _progress_bar(len(plans), len(plans) - len(todo), parsed.name, progress)
+    arguments = (str(out / STORE_NAME), parsed.name, str(out / "runs"), per_worker, keep_runs)
+
+    def record(run_id: str, error: str | None) -> None:
+        ran.append(run_id)
+        if error is not None:
+            failed[run_id] = error
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(failed=len(failed), refresh=False)
+
+    try:
+        if workers == 1 or len(todo) <= 1:
+            for plan in todo:
+                record(*run_plan(plan, *arguments))
+        else:
+            with _worker_environment(per_worker):
+                context = multiprocessing.get_context("spawn")  # fork + torch threads can hang
+                with concurrent.futures.ProcessPoolExecutor(
+                    max_workers=min(workers, len(todo)), mp_context=context
+                ) as pool:
+                    futures = [pool.submit(run_plan, plan, *arguments) for plan in todo]
+                    try:
+                        for future in concurrent.futures.as_completed(futures):
+                            record(*future.result())
+                    except BaseException:
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        with contextlib.suppress(OSError):
+            (out / "runs").rmdir()  # only when empty: kept runs and crashed ones stay
+    return StudyOutcome(
+        out, len(plans), len(plans) - len(todo), tuple(ran), failed, time.perf_counter() - started
+    )
+
+
+def _progress_bar(total: int, initial: int, name: str, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=name, unit="run", dynamic_ncols=True)
+
+
+@contextlib.contextmanager
+def _worker_environment(threads: int) -> Iterator[None]:
+    """Thread counts for the worker processes, which read them when they start."""
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update({name: str(threads) for name in names})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_plan(
+    plan: RunPlan, store_path: str, study: str, run_root: str, threads: int, keep_run: bool
+) -> tuple[str, str | None]:
+    """Train one run and record it; returns ``(run_id, error or None)``.
+
+    An exception is recorded as the run's failure and returned, never raised; an interrupt
+    (``KeyboardInterrupt``) leaves the run unfinished, so the next call runs it again.
+    """
+    from gradkit.train import config_from_dict, train
+
+    torch.set_num_threads(threads)
+    run_dir = Path(run_root) / plan.run_id
+    with Store(store_path) as store:
+        store.start(plan, study)
+        started = time.perf_counter()
+        try:
+            config = config_from_dict(plan.config).updated(
+                {
+                    "log.root": run_root,
+                    "log.name": plan.run_id,
+                    "log.progress": "off",
+                    "log.tensorboard": "off",
+                    "train.threads": threads,
+                    "checkpoint.every": 0,
+                    "checkpoint.best": False,
+                }
+            )
+            shutil.rmtree(run_dir, ignore_errors=True)
+            callbacks = _measure_callbacks(plan, config)
+            result = train(config, callbacks=callbacks, run_dir=run_dir)
+            metrics = dict(result.metrics)
+            for callback in callbacks:
+                metrics.update(callback.finish())
+            store.finish(
+                plan.run_id,
+                metrics=metrics,
+                seconds=result.seconds,
+                steps=result.steps,
+                curves=read_curves(run_dir),
+            )
+        except Exception as error:
+            text = f"{type(error).__name__}: {error}"
+            tail = "".join(traceback.format_exception(error)[-3:])
+            store.fail(plan.run_id, f"{text}\n{tail}", seconds=time.perf_counter() - started)
+            return plan.run_id, text
+        finally:
+            if not keep_run:
+                shutil.rmtree(run_dir, ignore_errors=True)
+    return plan.run_id, None
+
+
+def _measure_callbacks(plan: RunPlan, config: Any) -> list[Any]:
+    if not plan.measures:
+        return []
+    from gradkit.data import load_dataset
+    from gradkit.studies._measures import MeasureCallback
+
+    splits = load_dataset(config.data.name, root=config.data.root, **config.data.options)
+    inputs, labels = splits.train.tensors[:2]
+    return [MeasureCallback(tuple(plan.measures), inputs, labels)]
+
+
+def read_curves(run_dir: Path) -> list[tuple[str, int, str, float | None]]:
+    """The ``(kind, step, name, value)`` rows of a run directory's metrics files.
+
+    Every evaluation is kept; the training loss (and lr, batch size) is kept as the means of at
+    most ``_CURVE_POINTS`` windows of consecutive steps, labelled by each window's last step.
+    """
+    from gradkit.train import read_jsonl
+
+    rows: list[tuple[str, int, str, float | None]] = []
+    evals = run_dir / "evals.jsonl"
+    for record in read_jsonl(evals) if evals.exists() else []:
+        for name, value in record.items():
+            if name != "step" and isinstance(value, (int, float, str)):
+                rows.append(("eval", int(record["step"]), name, _float(value)))
+    steps_path = run_dir / "steps.jsonl"
+    steps = read_jsonl(steps_path) if steps_path.exists() else []
+    window = max(1, math.ceil(len(steps) / _CURVE_POINTS))
+    for start in range(0, len(steps), window):
+        chunk = steps[start : start + window]
+        for name in ("loss", "lr", "batch_size", "time"):
+            values = [_float(r.get(name)) for r in chunk if r.get(name) is not None]
+            values = [v for v in values if v is not None]
+            if values:
+                value = values[-1] if name == "time" else sum(values) / len(values)
+                rows.append(("step", int(chunk[-1]["step"]), name, value))
+    return rows
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def pending(spec: StudySpec, out_dir: str | os.PathLike[str]) -> Sequence[RunPlan]:
+    """The runs of ``spec`` that ``out_dir``'s store has not finished."""
+    with Store(Path(out_dir) / STORE_NAME) as store:
+        statuses = store.statuses()
+    return [plan for plan in expand(spec) if statuses.get(plan.run_id) != "done"]

@@ -1,0 +1,402 @@
+"""The study spec: a TOML file with a base config, arms, grid and sweep axes, seeds and claims.
+
+Layout (every table but ``[study]`` and ``[base]`` is optional)::
+
+    [study]
+    name = "warmup"                      # default: the file's stem
+    title = "Warm-up lets Adam train at high learning rates"
+    paper = "arXiv 1908.03265"
+    seeds = [0, 1, 2]
+    metrics = ["test_accuracy"]          # compared in the report's table
+    select_metric = "val_accuracy"       # picks each arm's best sweep point (a val_* metric)
+    target_accuracy = 0.6                # time-to-accuracy is measured against this
+    measures = ["sharpness"]             # measured on the final model (see MEASURES)
+
+    [base]                               # a gradkit training config (gradkit train's sections)
+    data = { name = "mnist1d", validation_fraction = 0.2 }
+    optim = { name = "adam", lr = 1e-3, weight_decay = 0.0 }
+
+    [grid]                               # crossed with every arm; reported side by side
+    "train.batch_size" = [32, 256]
+
+    [sweep]                              # searched per arm; the best point on validation is kept
+    "optim.lr" = [1e-3, 3e-3, 1e-2]
+
+    [[arms]]
+    name = "adamw"
+    set = { "optim.name" = "adamw" }     # overrides of this arm
+    sweep = { "optim.lr" = [3e-3, 1e-2] }  # replaces [sweep] for this arm
+
+    [[claims]]
+    text = "AdamW beats Adam with L2 regularization"
+    arm = "adamw"
+    baseline = "adam"
+    metric = "test_accuracy"
+    margin = 0.0                         # the effect that counts (see gradkit.studies.verdict)
+
+Keys of ``set``, ``[grid]`` and ``[sweep]`` are config keys (``section.key``, or
+``section.key.option`` inside a table such as ``model.options.width``) or the ``scale.*`` keys
+that :mod:`gradkit.studies._expand` derives values from (learning-rate scaling with the batch,
+steps from epochs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gradkit._lookup import did_you_mean
+from gradkit.train import Config, config_to_dict
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 needs the backport
+    import tomli as tomllib
+
+__all__ = [
+    "SCALE_KEYS",
+    "Arm",
+    "Claim",
+    "SpecError",
+    "StudySpec",
+    "load_spec",
+    "parse_spec",
+]
+
+SCALE_KEYS = ("scale.lr", "scale.reference_batch", "scale.epochs", "scale.train_samples")
+"""Derived-value keys: ``scale.lr`` (``"none"``, ``"linear"`` or ``"sqrt"``) scales
+``optim.lr`` by the batch relative to ``scale.reference_batch``; ``scale.epochs`` sets
+``train.steps`` to that many passes over ``scale.train_samples`` samples."""
+
+_TABLES = {
+    "study": (
+        "name",
+        "title",
+        "paper",
+        "description",
+        "seeds",
+        "metrics",
+        "select_metric",
+        "target_accuracy",
+        "measures",
+    ),
+    "arm": ("name", "set", "sweep", "description"),
+    "claim": (
+        "text",
+        "arm",
+        "baseline",
+        "metric",
+        "baseline_metric",
+        "higher_is_better",
+        "test",
+        "margin",
+        "at",
+    ),
+}
+_TOP = ("study", "base", "grid", "sweep", "arms", "claims")
+_LOWER_IS_BETTER = ("loss", "sharpness", "hessian", "steps_to", "seconds_to", "seconds")
+
+
+class SpecError(ValueError):
+    """A study spec that cannot be run: the message names the file, the table and the key."""
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One technique of a study: config overrides and the sweep searched for it."""
+
+    name: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    sweep: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim of the literature, tested by comparing ``arm`` with ``baseline`` on ``metric``.
+
+    Attributes:
+        test: ``"superior"`` (the arm beats the baseline by more than ``margin``) or
+            ``"equivalent"`` (they differ by less than ``margin`` either way).
+        higher_is_better: the metric's direction (default: from its name; losses, sharpness,
+            Hessian eigenvalues, steps and seconds are lower-is-better).
+        at: the grid point the claim is about (needed when the study has a grid).
+        baseline_metric: the baseline's metric, when it differs from the arm's (a snapshot
+            ensemble's ``ensemble_test_accuracy`` against a single model's ``test_accuracy``).
+    """
+
+    text: str
+    arm: str
+    baseline: str
+    metric: str
+    higher_is_better: bool
+    test: str = "superior"
+    margin: float = 0.0
+    at: Mapping[str, Any] = field(default_factory=dict)
+    baseline_metric: str = ""
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A parsed, validated study (see the module docstring for the file format)."""
+
+    name: str
+    base: Mapping[str, Any]
+    arms: tuple[Arm, ...]
+    grid: Mapping[str, tuple[Any, ...]]
+    seeds: tuple[int, ...]
+    metrics: tuple[str, ...] = ("test_accuracy",)
+    claims: tuple[Claim, ...] = ()
+    select_metric: str = "val_accuracy"
+    target_accuracy: float | None = None
+    measures: tuple[str, ...] = ()
+    title: str = ""
+    paper: str = ""
+    description: str = ""
+    source: str = ""
+
+    def arm(self, name: str) -> Arm:
+        """The arm called ``name``."""
+        for arm in self.arms:
+            if arm.name == name:
+                return arm
+        raise KeyError(name)
+
+
+def _config_keys() -> list[str]:
+    tables = config_to_dict(Config())
+    return [f"{s}.{k}" for s, keys in tables.items() for k in keys]
+
+
+def _check_key(key: Any, where: str) -> str:
+    """A valid override key, or a :class:`SpecError` with the closest valid one."""
+    keys = _config_keys()
+    if not isinstance(key, str):
+        raise SpecError(f"{where}: keys must be strings, got {key!r}")
+    if key in keys or key in SCALE_KEYS:
+        return key
+    head = key.rsplit(".", 1)[0]
+    if key.count(".") == 2 and head in ("model.options", "optim.options", "data.options"):
+        return key
+    hint = did_you_mean(key, [*keys, *SCALE_KEYS], n=1)
+    raise SpecError(f"{where}: unknown key {key!r}{hint}")
+
+
+def _check_table(table: Any, allowed: tuple[str, ...], where: str) -> dict[str, Any]:
+    if not isinstance(table, Mapping):
+        raise SpecError(f"{where} must be a table, got {table!r}")
+    for key in table:
+        if key not in allowed:
+            raise SpecError(
+                f"{where}: unknown key {key!r}{did_you_mean(key, allowed, n=1)} "
+                f"(allowed: {', '.join(allowed)})"
+            )
+    return dict(table)
+
+
+def _axes(table: Any, where: str) -> dict[str, tuple[Any, ...]]:
+    """``{key: (values...)}`` from a table of non-empty lists without repeats."""
+    if not isinstance(table, Mapping):
+        raise SpecError(f"{where} must be a table of key = [values], got {table!r}")
+    axes: dict[str, tuple[Any, ...]] = {}
+    for key, values in table.items():
+        key = _check_key(key, where)
+        if not isinstance(values, list) or not values:
+            raise SpecError(f"{where}: axis {key!r} must be a non-empty list, got {values!r}")
+        if len({repr(v) for v in values}) != len(values):
+            raise SpecError(f"{where}: axis {key!r} repeats a value: {values!r}")
+        axes[key] = tuple(values)
+    return axes
+
+
+def _string_list(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SpecError(f"{where} must be a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _higher_is_better(metric: str) -> bool:
+    return not any(word in metric for word in _LOWER_IS_BETTER)
+
+
+def parse_spec(values: Mapping[str, Any], *, source: str = "spec", name: str = "") -> StudySpec:
+    """Validate the tables of a study file; ``source`` names it in error messages."""
+    _check_table(values, _TOP, source)
+    if "study" not in values:
+        raise SpecError(f"{source}: missing table [study]")
+    study = _check_table(values["study"], _TABLES["study"], f"{source}: [study]")
+    base = values.get("base", {})
+    if not isinstance(base, Mapping):
+        raise SpecError(f"{source}: [base] must be a table of config sections, got {base!r}")
+    seeds = study.get("seeds", [0])
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
+        raise SpecError(
+            f"{source}: [study] seeds must be a non-empty list of distinct integers, got {seeds!r}"
+        )
+    grid = _axes(values.get("grid", {}), f"{source}: [grid]")
+    sweep = _axes(values.get("sweep", {}), f"{source}: [sweep]")
+    arms = _parse_arms(values.get("arms", [{"name": "base"}]), sweep, source)
+    for arm in arms:
+        for key in (*arm.sweep, *arm.overrides):
+            if key in grid:
+                raise SpecError(
+                    f"{source}: arm {arm.name!r} sets {key!r}, which is a [grid] axis; "
+                    "an axis key is set by the grid only"
+                )
+    select = study.get("select_metric", "val_accuracy")
+    if any(arm.sweep for arm in arms):
+        if not isinstance(select, str) or not select.startswith("val_"):
+            raise SpecError(
+                f"{source}: [study] select_metric must be a validation metric (val_*), never "
+                f"a test one, got {select!r}"
+            )
+        fraction = base.get("data", {}).get("validation_fraction", 0) if base else 0
+        if not fraction:
+            raise SpecError(
+                f"{source}: a sweep selects on the validation split; set "
+                "[base.data] validation_fraction > 0"
+            )
+    target = study.get("target_accuracy")
+    if target is not None and (not isinstance(target, (int, float)) or not 0 < target <= 1):
+        raise SpecError(f"{source}: [study] target_accuracy must be in (0, 1], got {target!r}")
+    measures = _string_list(study.get("measures", []), f"{source}: [study] measures")
+    from gradkit.studies._measures import MEASURES
+
+    for measure in measures:
+        if measure not in MEASURES:
+            raise SpecError(
+                f"{source}: [study] unknown measure {measure!r}"
+                f"{did_you_mean(measure, MEASURES, n=1)} (known: {', '.join(MEASURES)})"
+            )
+    spec = StudySpec(
+        name=str(study.get("name", name or "study")),
+        base=dict(base),
+        arms=arms,
+        grid=grid,
+        seeds=tuple(seeds),
+        metrics=_string_list(study.get("metrics", ["test_accuracy"]), f"{source}: metrics"),
+        select_metric=select,
+        target_accuracy=None if target is None else float(target),
+        measures=measures,
+        title=str(study.get("title", "")),
+        paper=str(study.get("paper", "")),
+        description=str(study.get("description", "")),
+        source=source,
+    )
+    claims = values.get("claims", [])
+    if not isinstance(claims, list):
+        raise SpecError(f"{source}: claims must be an array of tables ([[claims]])")
+    spec = dataclasses.replace(
+        spec,
+        claims=tuple(
+            _parse_claim(c, spec, f"{source}: claim {i + 1}") for i, c in enumerate(claims)
+        ),
+    )
+    from gradkit.studies._expand import expand
+
+    expand(spec)  # every run's config must validate now, not an hour into the study
+    return spec
+
+
+def _parse_arms(arms: Any, sweep: dict[str, tuple[Any, ...]], source: str) -> tuple[Arm, ...]:
+    if not isinstance(arms, list) or not arms:
+        raise SpecError(f"{source}: arms must be a non-empty array of tables ([[arms]])")
+    parsed: list[Arm] = []
+    for number, table in enumerate(arms, 1):
+        where = f"{source}: arm {number}"
+        table = _check_table(table, _TABLES["arm"], where)
+        name = table.get("name")
+        if not isinstance(name, str) or not name:
+            raise SpecError(f"{where}: needs a name")
+        where = f"{source}: arm {name!r}"
+        if any(arm.name == name for arm in parsed):
+            raise SpecError(f"{source}: two arms are called {name!r}")
+        overrides = table.get("set", {})
+        if not isinstance(overrides, Mapping):
+            raise SpecError(f"{where}: set must be a table of key = value, got {overrides!r}")
+        overrides = {_check_key(k, f"{where} set"): v for k, v in overrides.items()}
+        arm_sweep = _axes(table["sweep"], f"{where} sweep") if "sweep" in table else sweep
+        for key in arm_sweep:
+            if key in overrides:
+                raise SpecError(f"{where}: {key!r} is both set and swept")
+        parsed.append(Arm(name, overrides, arm_sweep, str(table.get("description", ""))))
+    return tuple(parsed)
+
+
+def _parse_claim(table: Any, spec: StudySpec, where: str) -> Claim:
+    table = _check_table(table, _TABLES["claim"], where)
+    for key in ("text", "arm", "baseline", "metric"):
+        if not isinstance(table.get(key), str):
+            raise SpecError(f"{where}: needs {key} (a string)")
+    names = [arm.name for arm in spec.arms]
+    for key in ("arm", "baseline"):
+        if table[key] not in names:
+            raise SpecError(
+                f"{where}: {key} {table[key]!r} is not an arm"
+                f"{did_you_mean(table[key], names, n=1)} (arms: {', '.join(names)})"
+            )
+    test = table.get("test", "superior")
+    if test not in ("superior", "equivalent"):
+        raise SpecError(f"{where}: test must be 'superior' or 'equivalent', got {test!r}")
+    margin = table.get("margin", 0.0)
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin >= 0:
+        raise SpecError(f"{where}: margin must be a number >= 0, got {margin!r}")
+    if test == "equivalent" and margin == 0:
+        raise SpecError(f"{where}: an 'equivalent' claim needs a margin > 0")
+    at = table.get("at", {})
+    if not isinstance(at, Mapping):
+        raise SpecError(f"{where}: at must be a table of grid key = value, got {at!r}")
+    for key, value in at.items():
+        if key not in spec.grid:
+            raise SpecError(f"{where}: at: {key!r} is not a [grid] axis")
+        if value not in spec.grid[key]:
+            raise SpecError(f"{where}: at: {key} = {value!r} is not on the grid")
+    missing = [key for key in spec.grid if len(spec.grid[key]) > 1 and key not in at]
+    if missing:
+        raise SpecError(
+            f"{where}: the study has a grid; say at which point, e.g. at = "
+            f"{{{', '.join(f'{k!r} = {spec.grid[k][0]!r}' for k in missing)}}}"
+        )
+    higher = table.get("higher_is_better", _higher_is_better(table["metric"]))
+    if not isinstance(higher, bool):
+        raise SpecError(f"{where}: higher_is_better must be true or false, got {higher!r}")
+    return Claim(
+        text=table["text"],
+        arm=table["arm"],
+        baseline=table["baseline"],
+        metric=table["metric"],
+        higher_is_better=higher,
+        test=test,
+        margin=float(margin),
+        at=dict(at),
+        baseline_metric=str(table.get("baseline_metric", table["metric"])),
+    )
+
+
+def load_spec(path: str | os.PathLike[str]) -> StudySpec:
+    """Read and validate a study file; errors are :class:`SpecError` naming the file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as stream:
+            values = tomllib.load(stream)
+    except FileNotFoundError:
+        raise SpecError(f"study: no such file {str(path)!r}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SpecError(f"{path}: not valid TOML: {error}") from None
+    return parse_spec(values, source=str(path), name=path.stem)
+
+
+def is_finite_number(value: Any) -> bool:
+    """Whether ``value`` is a real, finite number (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,246 @@
+"""The study store: one SQLite file, one row per run and its per-step curves.
+
+Several worker processes write to one store at once. Each connection uses write-ahead logging
+(readers never block the writer), waits up to ``timeout`` seconds for the write lock instead of
+failing, and makes each write one ``BEGIN IMMEDIATE`` transaction: a run's result and its
+curves land together or not at all, so a crash leaves a run either finished or unfinished,
+never half-written.
+
+Tables::
+
+    runs(run_id PRIMARY KEY, study, arm, grid, sweep, seed, config, status, metrics, error,
+         started, finished, seconds, steps, worker)
+    curves(run_id, kind, step, name, value)    -- kind: 'step' (training) or 'eval'
+
+``status`` is ``running`` (started and not finished: its process was killed, or is still
+working), ``done`` or ``failed`` (``error`` holds the exception and the end of its traceback).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gradkit.studies._expand import RunPlan
+
+__all__ = ["RunRecord", "Store"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    study TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    grid TEXT NOT NULL,
+    sweep TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+    metrics TEXT,
+    error TEXT,
+    started REAL,
+    finished REAL,
+    seconds REAL,
+    steps INTEGER,
+    worker INTEGER
+);
+CREATE TABLE IF NOT EXISTS curves (
+    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    kind TEXT NOT NULL CHECK (kind IN ('step', 'eval')),
+    step INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value REAL
+);
+CREATE INDEX IF NOT EXISTS curves_by_run ON curves(run_id, kind, name, step);
+"""
+
+
+def _number(value: Any) -> Any:
+    # JSON has no NaN/inf: store them as strings and read them back as floats.
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _unnumber(value: Any) -> Any:
+    if value in ("nan", "inf", "-inf"):
+        return float(value)
+    return value
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of ``runs``, decoded."""
+
+    run_id: str
+    study: str
+    arm: str
+    grid: dict[str, Any]
+    sweep: dict[str, Any]
+    seed: int
+    config: dict[str, Any]
+    status: str
+    metrics: dict[str, Any]
+    error: str | None
+    started: float | None
+    finished: float | None
+    seconds: float | None
+    steps: int | None
+
+
+class Store:
+    """A study's SQLite file; open one per process (connections are not shared).
+
+    Example:
+        >>> store = Store("out/study.db")
+        >>> [r.metrics["test_accuracy"] for r in store.runs(status="done")]
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 60.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are exactly the BEGIN ... COMMIT written here.
+        self._connection = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        self._connection.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        self._connection.execute("PRAGMA journal_mode = WAL")
+        self._connection.execute("PRAGMA synchronous = NORMAL")
+        self._connection.execute("PRAGMA foreign_keys = ON")
+        with self._transaction() as connection:
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                connection.execute(statement)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._connection.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taking the write lock at its start (waits up to timeout)."""
+        connection = self._connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    # ---------------------------------------------------------------- writes
+
+    def start(self, plan: RunPlan, study: str) -> None:
+        """Record that ``plan`` started (replacing an unfinished or failed attempt)."""
+        with self._transaction() as connection:
+            connection.execute("DELETE FROM curves WHERE run_id = ?", (plan.run_id,))
+            connection.execute(
+                "INSERT OR REPLACE INTO runs (run_id, study, arm, grid, sweep, seed, config, "
+                "status, started, worker) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+                (
+                    plan.run_id,
+                    study,
+                    plan.arm,
+                    json.dumps(dict(plan.grid)),
+                    json.dumps(dict(plan.sweep)),
+                    plan.seed,
+                    json.dumps(plan.config),
+                    time.time(),
+                    os.getpid(),
+                ),
+            )
+
+    def finish(
+        self,
+        run_id: str,
+        *,
+        metrics: Mapping[str, Any],
+        seconds: float,
+        steps: int,
+        curves: Iterable[tuple[str, int, str, float | None]] = (),
+    ) -> None:
+        """Record a finished run: its metrics, timings and curves, in one transaction.
+
+        ``curves`` holds ``(kind, step, name, value)`` rows, kind ``"step"`` or ``"eval"``.
+        """
+        metrics_text = json.dumps({k: _number(v) for k, v in metrics.items()})
+        with self._transaction() as connection:
+            connection.execute("DELETE FROM curves WHERE run_id = ?", (run_id,))
+            connection.executemany(
+                "INSERT INTO curves (run_id, kind, step, name, value) VALUES (?, ?, ?, ?, ?)",
+                ((run_id, kind, step, name, value) for kind, step, name, value in curves),
+            )
+            cursor = connection.execute(
+                "UPDATE runs SET status = 'done', metrics = ?, error = NULL, finished = ?, "
+                "seconds = ?, steps = ? WHERE run_id = ?",
+                (metrics_text, time.time(), seconds, steps, run_id),
+            )
+            if cursor.rowcount != 1:
+                raise KeyError(f"store: run {run_id!r} was never started")
+
+    def fail(self, run_id: str, error: str, *, seconds: float | None = None) -> None:
+        """Record that a run failed with ``error``."""
+        with self._transaction() as connection:
+            connection.execute(
+                "UPDATE runs SET status = 'failed', error = ?, finished = ?, seconds = ? "
+                "WHERE run_id = ?",
+                (error, time.time(), seconds, run_id),
+            )
+
+    # ---------------------------------------------------------------- reads
+
+    def statuses(self) -> dict[str, str]:
+        """``{run_id: status}`` of every stored run."""
+        return dict(self._connection.execute("SELECT run_id, status FROM runs").fetchall())
+
+    def runs(self, *, status: str | None = None) -> list[RunRecord]:
+        """The stored runs (all, or those with ``status``), in insertion order."""
+        query = (
+            "SELECT run_id, study, arm, grid, sweep, seed, config, status, metrics, error, "
+            "started, finished, seconds, steps FROM runs"
+        )
+        rows = (
+            self._connection.execute(query + " WHERE status = ? ORDER BY rowid", (status,))
+            if status is not None
+            else self._connection.execute(query + " ORDER BY rowid")
+        ).fetchall()
+        return [
+            RunRecord(
+                run_id=row[0],
+                study=row[1],
+                arm=row[2],
+                grid=json.loads(row[3]),
+                sweep=json.loads(row[4]),
+                seed=row[5],
+                config=json.loads(row[6]),
+                status=row[7],
+                metrics={k: _unnumber(v) for k, v in json.loads(row[8] or "{}").items()},
+                error=row[9],
+                started=row[10],
+                finished=row[11],
+                seconds=row[12],
+                steps=row[13],
+            )
+            for row in rows
+        ]
+
+    def curve(self, run_id: str, kind: str, name: str) -> list[tuple[int, float]]:
+        """``[(step, value), ...]`` of one curve of one run, by step."""
+        rows = self._connection.execute(
+            "SELECT step, value FROM curves WHERE run_id = ? AND kind = ? AND name = ? "
+            "ORDER BY step",
+            (run_id, kind, name),
+        ).fetchall()
+        return [
+            (int(step), float("nan") if value is None else float(value)) for step, value in rows
+        ]

@@ -1,0 +1,88 @@
+"""A tiny study for the tests: the logistic model on 600 MNIST-1D samples, a few steps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+TINY = """
+[study]
+name = "tiny"
+seeds = [0, 1]
+metrics = ["test_accuracy", "test_loss"]
+target_accuracy = 0.25
+
+[base]
+data = {{ name = "mnist1d", options = {{ num_samples = 600 }}, validation_fraction = 0.25 }}
+model = {{ name = "logistic" }}
+optim = {{ name = "sgd", lr = 0.1, weight_decay = 0.0 }}
+schedule = {{ lr = "constant()" }}
+train = {{ steps = {steps}, batch_size = 32, eval_every = 5, eval_batch_size = 600 }}
+
+[sweep]
+"optim.lr" = [0.03, 0.3]
+
+[[arms]]
+name = "sgd"
+
+[[arms]]
+name = "momentum"
+set = {{ "optim.name" = "momentum" }}
+{extra}
+[[claims]]
+text = "momentum beats plain SGD"
+arm = "momentum"
+baseline = "sgd"
+metric = "test_accuracy"
+"""
+
+BROKEN_ARM = """
+[[arms]]
+name = "broken"
+set = { "model.options" = { in_features = 3 } }
+"""
+"""An arm whose config is valid but whose model does not fit the data: it fails at run time."""
+
+
+def tiny_spec_text(*, steps: int = 20, extra: str = "") -> str:
+    """The text of the tiny study (8 runs: 2 arms x 2 learning rates x 2 seeds)."""
+    return TINY.format(steps=steps, extra=extra)
+
+
+@pytest.fixture
+def write_spec(tmp_path: Path) -> Callable[..., Path]:
+    """``write_spec(text=None, name="tiny", **tiny_options)``: a spec file under tmp_path."""
+
+    def write(text: str | None = None, name: str = "tiny", **options: object) -> Path:
+        path = tmp_path / f"{name}.toml"
+        path.write_text(text if text is not None else tiny_spec_text(**options), encoding="utf-8")  # type: ignore[arg-type]
+        return path
+
+    return write
+
+
+@pytest.fixture
+def tiny_text() -> Callable[..., str]:
+    """The function :func:`tiny_spec_text`, for tests that edit the text."""
+    return tiny_spec_text
+
+
+@pytest.fixture
+def broken_arm() -> str:
+    """The text of :data:`BROKEN_ARM`."""
+    return BROKEN_ARM
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The output directory of the tiny study, run to the end and reported."""
+    from gradkit.studies import run_study, write_report
+
+    directory = tmp_path_factory.mktemp("study")
+    spec = directory / "tiny.toml"
+    spec.write_text(tiny_spec_text(), encoding="utf-8")
+    run_study(spec, directory / "out", threads=1, progress=False)
+    write_report(directory / "out")
+    return directory / "out"

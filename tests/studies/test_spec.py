@@ -1,0 +1,163 @@
+"""Spec validation: each bad input and its exact message; expansion of a good spec."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gradkit.studies import SpecError, expand, load_spec
+
+
+def test_the_tiny_spec_expands_to_arms_x_sweep_x_seeds(write_spec: Callable[..., Path]) -> None:
+    spec = load_spec(write_spec())
+    plans = expand(spec)
+    assert len(plans) == 2 * 2 * 2
+    assert len({plan.run_id for plan in plans}) == 8
+    first = plans[0]
+    assert (first.arm, dict(first.sweep), first.seed) == ("sgd", {"optim.lr": 0.03}, 0)
+    assert first.config["optim"]["lr"] == 0.03
+    assert plans[-1].config["optim"]["name"] == "momentum"
+    # the ids are stable: the same spec expands to the same ids
+    assert [p.run_id for p in expand(load_spec(write_spec()))] == [p.run_id for p in plans]
+
+
+BAD = [
+    # (replace this, with this, exact message after "<file>: ")
+    (
+        'metrics = ["test_accuracy", "test_loss"]',
+        'metric = ["test_accuracy"]',
+        "[study]: unknown key 'metric'; did you mean 'metrics'? (allowed: name, title, paper, "
+        "description, seeds, metrics, select_metric, target_accuracy, measures)",
+    ),
+    (
+        'set = { "optim.name" = "momentum" }',
+        'set = { "optim.nme" = "momentum" }',
+        "arm 'momentum' set: unknown key 'optim.nme'; did you mean 'optim.name'?",
+    ),
+    (
+        '"optim.lr" = [0.03, 0.3]',
+        '"optim.lr" = []',
+        "[sweep]: axis 'optim.lr' must be a non-empty list, got []",
+    ),
+    (
+        '"optim.lr" = [0.03, 0.3]',
+        '"optim.lr" = 0.03',
+        "[sweep]: axis 'optim.lr' must be a non-empty list, got 0.03",
+    ),
+    (
+        '"optim.lr" = [0.03, 0.3]',
+        '"optim.lr" = [0.03, 0.03]',
+        "[sweep]: axis 'optim.lr' repeats a value: [0.03, 0.03]",
+    ),
+    (
+        '"optim.lr" = [0.03, 0.3]',
+        '"optim.lrr" = [0.03, 0.3]',
+        "[sweep]: unknown key 'optim.lrr'; did you mean 'optim.lr'?",
+    ),
+    (
+        "seeds = [0, 1]",
+        "seeds = [0, 0]",
+        "[study] seeds must be a non-empty list of distinct integers, got [0, 0]",
+    ),
+    (
+        "target_accuracy = 0.25",
+        'select_metric = "test_accuracy"',
+        "[study] select_metric must be a validation metric (val_*), never a test one, got "
+        "'test_accuracy'",
+    ),
+    (
+        "validation_fraction = 0.25",
+        "validation_fraction = 0.0",
+        "a sweep selects on the validation split; set [base.data] validation_fraction > 0",
+    ),
+    (
+        'baseline = "sgd"',
+        'baseline = "sdg"',
+        "claim 1: baseline 'sdg' is not an arm; did you mean 'sgd'? (arms: sgd, momentum)",
+    ),
+    (
+        'set = { "optim.name" = "momentum" }',
+        'set = { "optim.name" = "momentun" }',
+        "arm 'momentum' at lr=0.03: config: optim.name: unknown optimizer 'momentun'; did you "
+        "mean 'momentum'? (known: sgd, momentum, nag, sgdw, adagrad, rmsprop, adadelta, adam, "
+        "amsgrad, adamax, nadam, adamw, radam, lars, lamb)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "message"), BAD)
+def test_bad_specs_are_errors_with_exact_messages(
+    write_spec: Callable[..., Path], tiny_text: Callable[..., str], old: str, new: str, message: str
+) -> None:
+    text = tiny_text()
+    assert old in text
+    path = write_spec(text.replace(old, new))
+    with pytest.raises(SpecError) as raised:
+        load_spec(path)
+    assert str(raised.value) == f"{path}: {message}"
+
+
+def test_a_grid_axis_cannot_also_be_set_by_an_arm(
+    write_spec: Callable[..., Path], tiny_text: Callable[..., str]
+) -> None:
+    text = tiny_text().replace("[sweep]", '[grid]\n"optim.name" = ["sgd", "adam"]\n\n[sweep]')
+    path = write_spec(text)
+    message = (
+        f"{path}: arm 'momentum' sets 'optim.name', which is a [grid] axis; an axis key is "
+        "set by the grid only"
+    )
+    with pytest.raises(SpecError, match=re.escape(message)):
+        load_spec(path)
+
+
+def test_a_claim_on_a_grid_must_say_where(
+    write_spec: Callable[..., Path], tiny_text: Callable[..., str]
+) -> None:
+    text = tiny_text().replace("[sweep]", '[grid]\n"train.batch_size" = [16, 32]\n\n[sweep]')
+    path = write_spec(text)
+    message = (
+        f"{path}: claim 1: the study has a grid; say at which point, e.g. at = "
+        "{'train.batch_size' = 16}"
+    )
+    with pytest.raises(SpecError, match=re.escape(message)):
+        load_spec(path)
+
+
+def test_scale_keys_derive_steps_and_lr(
+    write_spec: Callable[..., Path], tiny_text: Callable[..., str]
+) -> None:
+    text = (
+        tiny_text()
+        .replace(
+            "[sweep]",
+            '[grid]\n"train.batch_size" = [16, 64]\n\n[sweep]',
+        )
+        .replace(
+            'set = { "optim.name" = "momentum" }',
+            'set = { "optim.name" = "momentum", "scale.lr" = "linear", '
+            '"scale.reference_batch" = 16,'
+            ' "scale.epochs" = 2, "scale.train_samples" = 320, "schedule.lr" = '
+            '"warmup({steps // 4}) >> cosine({steps - steps // 4})" }',
+        )
+        .replace(
+            'metric = "test_accuracy"', 'metric = "test_accuracy"\nat = {"train.batch_size" = 64}'
+        )
+    )
+    plans = [p for p in expand(load_spec(write_spec(text))) if p.arm == "momentum"]
+    by_batch = {(p.grid["train.batch_size"], p.sweep["optim.lr"]): p.config for p in plans}
+    assert by_batch[(64, 0.03)]["optim"]["lr"] == pytest.approx(0.12)
+    assert by_batch[(64, 0.03)]["train"]["steps"] == 10
+    assert by_batch[(16, 0.03)]["train"]["steps"] == 40
+    assert by_batch[(16, 0.03)]["schedule"]["lr"] == "warmup(10) >> cosine(30)"
+
+
+def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=re.escape(f"study: no such file '{tmp_path}/x.toml'")):
+        load_spec(tmp_path / "x.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[study\n", encoding="utf-8")
+    with pytest.raises(SpecError, match=re.escape(f"{bad}: not valid TOML")):
+        load_spec(bad)

@@ -1,0 +1,78 @@
+"""The decision rule on constructed data, and the 95% interval against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from gradkit.studies import (
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    mean_ci,
+    t_quantile,
+    verdict,
+)
+
+BASELINE = [0.80, 0.81, 0.79, 0.80, 0.80]
+
+
+def test_mean_ci_matches_the_t_interval_by_hand() -> None:
+    mean, half = mean_ci([1.0, 2.0, 3.0])
+    # s = 1, n = 3: half-width t(0.975, 2) / sqrt(3) = 4.303 / 1.732
+    assert mean == 2.0
+    assert half == pytest.approx(4.303 / math.sqrt(3))
+    assert math.isnan(mean_ci([5.0])[1])
+    assert t_quantile(31) == pytest.approx(2.0395, abs=2e-4)
+
+
+def test_clearly_better_is_reproduced() -> None:
+    arm = [b + 0.05 + 0.002 * i for i, b in enumerate(BASELINE)]
+    result = verdict(arm, BASELINE)
+    assert result.outcome == REPRODUCED
+    assert result.low > 0
+    assert result.difference == pytest.approx(0.054)
+
+
+def test_clearly_worse_is_not_reproduced() -> None:
+    arm = [b - 0.05 + 0.002 * i for i, b in enumerate(BASELINE)]
+    assert verdict(arm, BASELINE).outcome == NOT_REPRODUCED
+
+
+def test_overlapping_is_inconclusive() -> None:
+    arm = [b + d for b, d in zip(BASELINE, [0.03, -0.03, 0.02, -0.02, 0.01], strict=True)]
+    result = verdict(arm, BASELINE)
+    assert result.outcome == INCONCLUSIVE
+    assert result.low < 0 < result.high
+
+
+def test_better_by_less_than_the_margin_is_not_reproduced() -> None:
+    arm = [b + 0.01 + 0.001 * i for i, b in enumerate(BASELINE)]
+    assert verdict(arm, BASELINE).outcome == REPRODUCED
+    assert verdict(arm, BASELINE, margin=0.05).outcome == NOT_REPRODUCED
+
+
+def test_lower_is_better_flips_the_sign() -> None:
+    lower = [b - 0.05 - 0.002 * i for i, b in enumerate(BASELINE)]
+    assert verdict(lower, BASELINE, higher_is_better=False).outcome == REPRODUCED
+    assert verdict(lower, BASELINE).outcome == NOT_REPRODUCED
+
+
+def test_equivalence() -> None:
+    close = [b + d for b, d in zip(BASELINE, [0.001, -0.001, 0.002, 0.0, -0.002], strict=True)]
+    far = [b + 0.1 + 0.001 * i for i, b in enumerate(BASELINE)]
+    assert verdict(close, BASELINE, test="equivalent", margin=0.01).outcome == REPRODUCED
+    assert verdict(far, BASELINE, test="equivalent", margin=0.01).outcome == NOT_REPRODUCED
+    wide = [b + d for b, d in zip(BASELINE, [0.03, -0.03, 0.02, -0.02, 0.01], strict=True)]
+    assert verdict(wide, BASELINE, test="equivalent", margin=0.01).outcome == INCONCLUSIVE
+
+
+def test_one_seed_or_a_diverged_run_is_inconclusive() -> None:
+    assert verdict([0.9], [0.1]).outcome == INCONCLUSIVE
+    assert verdict([0.9, math.nan], [0.1, 0.1]).outcome == INCONCLUSIVE
+
+
+def test_unpaired_values_are_an_error() -> None:
+    with pytest.raises(ValueError, match="must be paired by seed"):
+        verdict([0.9, 0.8], [0.1])

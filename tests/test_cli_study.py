@@ -1,0 +1,57 @@
+"""``gradkit study run | report | list`` through the verb module's own parser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gradkit.cli import study
+
+SPEC = """
+[study]
+title = "One arm"
+seeds = [0, 1]
+
+[base]
+data = { name = "mnist1d", options = { num_samples = 600 } }
+model = { name = "logistic" }
+optim = { name = "sgd", lr = 0.1, weight_decay = 0.0 }
+schedule = { lr = "constant()" }
+train = { steps = 5, batch_size = 32, eval_every = 0, threads = 1, device = "cpu" }
+"""
+
+
+def test_run_report_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "one.toml"
+    spec.write_text(SPEC, encoding="utf-8")
+    assert study.main(["run", str(spec), "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "runs       2 in all, 0 already stored, 2 run now (0 failed)" in out
+    assert (tmp_path / "one" / "REPORT.md").exists()
+    assert study.main(["run", str(spec), "--threads", "1"]) == 0
+    assert "2 already stored, 0 run now" in capsys.readouterr().out
+    (tmp_path / "one" / "REPORT.md").unlink()
+    assert study.main(["report", str(tmp_path / "one")]) == 0
+    assert "# One arm" in (tmp_path / "one" / "REPORT.md").read_text(encoding="utf-8")
+    capsys.readouterr()
+    (tmp_path / "bad.toml").write_text("[study]\nseed = [0]\n", encoding="utf-8")
+    assert study.main(["list", "--dir", str(tmp_path)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("bad") and "unknown key 'seed'; did you mean 'seeds'?" in lines[0]
+    assert lines[1].split() == ["one", "2", "runs", "0", "claims", "One", "arm"]
+
+
+def test_errors_exit_with_status_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert study.main(["run", str(tmp_path / "missing.toml")]) == 2
+    assert f"no such file '{tmp_path}/missing.toml'" in capsys.readouterr().err
+    assert study.main(["report", str(tmp_path)]) == 2
+    assert "has no study.toml; is it a study?" in capsys.readouterr().err
+    assert study.main(["list", "--dir", str(tmp_path)]) == 2
+
+
+def test_the_shipped_studies_are_valid() -> None:
+    directory = Path(__file__).parents[1] / "studies"
+    files = sorted(directory.glob("*.toml"))
+    assert len(files) == 9
+    assert study.main(["list", "--dir", str(directory)]) == 0
