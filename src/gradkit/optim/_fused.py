@@ -41,6 +41,9 @@ def _run_chain(transformation: GradientTransformation, buckets: Sequence[Bucket]
     transformation.update(buckets)
     for bucket in buckets:
         torch._foreach_add_(bucket.params, bucket.updates)
+        # Let no intermediate escape the graph: an update list left on the bucket would be a
+        # graph output that inductor must write to memory.
+        bucket.updates = []
 
 
 def _numeric(value: Any) -> bool:
