@@ -99,7 +99,7 @@ def test_bad_steps_is_a_usage_error(steps: str, capsys) -> None:
     with pytest.raises(SystemExit) as caught:
         main(["schedule", "cosine(10)", "--steps", steps])
     assert caught.value.code == 2
-    assert "invalid --steps" in capsys.readouterr().err
+    assert "argument --steps: invalid value" in capsys.readouterr().err
 
 
 def _console_script() -> list[str]:

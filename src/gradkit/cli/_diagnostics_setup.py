@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gradkit.cli._types import non_negative_integer, positive_float, positive_integer
 from gradkit.data import load_dataset
 from gradkit.models import get_model
 from gradkit.optim import create_optimizer
@@ -23,43 +24,7 @@ __all__ = [
     "add_training_arguments",
     "fit",
     "load_model_and_data",
-    "non_negative_integer",
-    "positive_float",
-    "positive_integer",
 ]
-
-
-def positive_integer(text: str) -> int:
-    """An ``argparse`` type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value {value}; expected an integer >= 1")
-    return value
-
-
-def non_negative_integer(text: str) -> int:
-    """An ``argparse`` type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"invalid value {value}; expected an integer >= 0")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """An ``argparse`` type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"invalid value {value}; expected a number > 0")
-    return value
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, model: str = "mlp") -> None:

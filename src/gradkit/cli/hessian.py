@@ -12,8 +12,8 @@ from gradkit.cli._diagnostics_setup import (
     add_training_arguments,
     fit,
     load_model_and_data,
-    positive_integer,
 )
+from gradkit.cli._types import positive_integer
 from gradkit.diagnostics import hessian_eigenvalues, hessian_trace, sharpness
 
 __all__ = ["register"]

@@ -18,9 +18,8 @@ from gradkit.cli._diagnostics_setup import (
     add_training_arguments,
     fit,
     load_model_and_data,
-    positive_float,
-    positive_integer,
 )
+from gradkit.cli._types import positive_float, positive_integer
 from gradkit.diagnostics import interpolate, plot_landscape, slice_1d, slice_2d
 
 __all__ = ["register"]

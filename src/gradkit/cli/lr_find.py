@@ -7,12 +7,8 @@ import csv
 import sys
 
 from gradkit._io import atomic_output
-from gradkit.cli._diagnostics_setup import (
-    add_model_arguments,
-    load_model_and_data,
-    positive_float,
-    positive_integer,
-)
+from gradkit.cli._diagnostics_setup import add_model_arguments, load_model_and_data
+from gradkit.cli._types import positive_float, positive_integer
 from gradkit.diagnostics import lr_range_test, plot_lr_range_test
 from gradkit.optim import create_optimizer
 

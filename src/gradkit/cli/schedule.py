@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from gradkit._io import atomic_output
+from gradkit.cli._types import positive_integer
 from gradkit.schedules import Schedule, ScheduleSyntaxError, parse
 from gradkit.schedules import Sequence as ScheduleSequence
 
@@ -85,20 +86,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     schedule.add_argument("expression", help="the schedule in gradkit's text form")
     schedule.add_argument(
-        "--steps", type=_positive, default=None, help="steps to evaluate (default: its length)"
+        "--steps",
+        type=positive_integer,
+        default=None,
+        help="steps to evaluate (default: its length)",
     )
     schedule.add_argument(
         "--base", type=float, default=1.0, help="multiply the values by this (e.g. the peak lr)"
     )
     schedule.add_argument("--plot", metavar="PATH", help="write a plot (PNG, SVG or PDF)")
     schedule.set_defaults(handler=_schedule_command)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid --steps {text!r}; expected an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid --steps {value}; expected an integer >= 1")
-    return value

@@ -7,6 +7,7 @@ import sys
 
 import torch
 
+from gradkit.cli._types import positive_integer
 from gradkit.diagnostics import plot, signal_propagation, write_csv
 from gradkit.models import get_model
 
@@ -82,9 +83,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     spp.add_argument("--model", required=True, help="a registered model, e.g. resnet1d")
     spp.add_argument("--norm", help="norm of resnet1d/resnet2d: batch, group, layer, ...")
-    spp.add_argument("--depth", type=_integer, help="residual blocks per stage")
-    spp.add_argument("--width", type=_integer, help="channels of the first stage")
-    spp.add_argument("--stages", type=_integer, help="number of stages")
+    spp.add_argument("--depth", type=positive_integer, help="residual blocks per stage")
+    spp.add_argument("--width", type=positive_integer, help="channels of the first stage")
+    spp.add_argument("--stages", type=positive_integer, help="number of stages")
     spp.add_argument("--activation", help="activation, e.g. relu, gelu, silu, tanh")
     spp.add_argument("--alpha", type=float, help="alpha of NF-ResNets (default 0.2)")
     spp.add_argument(
@@ -93,20 +94,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="initial skip gain of NF-ResNets (default here 1, as in the paper's plots; "
         "NFNets train from 0, where every block starts as the identity)",
     )
-    spp.add_argument("--in-channels", type=_integer, help="input channels (default: the model's)")
-    spp.add_argument("--size", type=_integer, help="input length (1-D) or side (2-D)")
-    spp.add_argument("--batch", type=_integer, default=256, help="batch size (default 256)")
+    spp.add_argument(
+        "--in-channels", type=positive_integer, help="input channels (default: the model's)"
+    )
+    spp.add_argument("--size", type=positive_integer, help="input length (1-D) or side (2-D)")
+    spp.add_argument("--batch", type=positive_integer, default=256, help="batch size (default 256)")
     spp.add_argument("--seed", type=int, default=0, help="seed of weights and input (default 0)")
     spp.add_argument("--out", required=True, metavar="PATH", help="the plot (PNG, SVG or PDF)")
     spp.add_argument("--csv", metavar="PATH", help="also write the numbers as CSV")
     spp.set_defaults(handler=_spp_command)
-
-
-def _integer(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value {value}; expected an integer >= 1")
-    return value

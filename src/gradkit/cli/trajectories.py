@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from gradkit.cli._types import positive_integer
 from gradkit.diagnostics import (
     FUNCTIONS_2D,
     animate_trajectories,
@@ -39,16 +40,6 @@ def _point(text: str) -> tuple[float, float]:
             f"invalid --start {text!r}; expected two numbers x,y"
         ) from None
     return x, y
-
-
-def _steps(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value {value}; expected an integer >= 1")
-    return value
 
 
 def _trajectories_command(args: argparse.Namespace) -> int:
@@ -98,7 +89,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     verb.add_argument("--out", required=True, metavar="PATH", help="the plot (PNG, SVG or PDF)")
     verb.add_argument("--gif", metavar="PATH", help="also write an animated GIF")
-    verb.add_argument("--steps", type=_steps, default=200, help="steps per optimizer (200)")
+    verb.add_argument(
+        "--steps", type=positive_integer, default=200, help="steps per optimizer (200)"
+    )
     verb.add_argument(
         "--lr",
         type=_learning_rates,
@@ -106,7 +99,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="one rate for all, or name=rate,... (default: the function's rates per optimizer)",
     )
     verb.add_argument("--start", type=_point, default=None, help="start point x,y")
-    verb.add_argument("--frames", type=_steps, default=60, help="GIF frames (default 60)")
+    verb.add_argument("--frames", type=positive_integer, default=60, help="GIF frames (default 60)")
     verb.add_argument(
         "--tolerance", type=float, default=1e-6, help="report the step f - f* falls below this"
     )
