@@ -75,3 +75,28 @@ def test_report_files_are_complete_and_self_contained(finished_study: Path) -> N
     assert html.count("data:image/png;base64,") == markdown.count("![")
     assert 'src="plots/' not in html
     assert "## Verdicts" in markdown and "<h2>Verdicts</h2>" in html
+
+
+def test_summary_page_carries_each_study_verdict(
+    finished_study: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from gradkit.cli import main
+    from gradkit.studies import write_index
+
+    root = tmp_path / "studies"
+    shutil.copytree(finished_study, root / "tiny")
+    written = write_index(root)
+    page = written.read_text(encoding="utf-8")
+    (claim,) = json.loads((finished_study / "report.json").read_text(encoding="utf-8"))["verdicts"]
+    assert "(tiny/REPORT.md)" in page
+    row = next(line for line in page.splitlines() if line.startswith(f"| {claim['claim']} |"))
+    assert f"**{claim['outcome']}**" in row
+    assert f"{claim['difference']:.4g} [{claim['low']:.4g}, {claim['high']:.4g}]" in row
+    assert f"1 {claim['outcome']}" in page
+    # The command writes the same page; an empty directory is a clear error.
+    assert main(["study", "summary", str(root)]) == 0
+    assert written.read_text(encoding="utf-8") == page
+    assert main(["study", "summary", str(tmp_path / "empty")]) == 2
+    assert "no study reports under" in capsys.readouterr().err

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gradkit.studies import SpecError, expand, load_spec, run_study, write_report
+from gradkit.studies import SpecError, expand, load_spec, run_study, write_index, write_report
 
 __all__ = ["main", "register"]
 
@@ -41,6 +41,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     report = actions.add_parser("report", help="write the report of a study directory")
     report.add_argument("directory", help="the output directory of `gradkit study run`")
     report.set_defaults(handler=_report)
+    summary = actions.add_parser(
+        "summary", help="write one page with the verdicts of every study under a directory"
+    )
+    summary.add_argument("directory", nargs="?", default="studies", help="(default: studies)")
+    summary.set_defaults(handler=_summary)
     listing = actions.add_parser("list", help="list the study files")
     listing.add_argument("--dir", default="studies", help="where to look (default: studies)")
     listing.set_defaults(handler=_list)
@@ -82,6 +87,16 @@ def _report(args: argparse.Namespace) -> int:
         return 2
     for kind in ("markdown", "html", "json"):
         print(f"{kind:<10} {written[kind]}")
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    try:
+        written = write_index(args.directory)
+    except (SpecError, FileNotFoundError) as error:
+        print(f"gradkit study: {error}", file=sys.stderr)
+        return 2
+    print(f"summary    {written}")
     return 0
 
 

@@ -15,6 +15,7 @@ Example:
 
 from gradkit.studies._analysis import Analysis, Cell, analyze
 from gradkit.studies._expand import RunPlan, expand, format_point
+from gradkit.studies._index import write_index
 from gradkit.studies._measures import MEASURES, Measure
 from gradkit.studies._report import format_estimate, write_report
 from gradkit.studies._runner import SPEC_NAME, STORE_NAME, StudyOutcome, run_plan, run_study
@@ -69,5 +70,6 @@ __all__ = [
     "run_study",
     "t_quantile",
     "verdict",
+    "write_index",
     "write_report",
 ]

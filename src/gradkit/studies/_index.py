@@ -1,0 +1,79 @@
+"""One page over many studies: each study's verdicts, linked to its own report."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from gradkit._io import atomic_output
+from gradkit.studies._runner import SPEC_NAME
+from gradkit.studies._spec import load_spec
+
+__all__ = ["write_index"]
+
+
+def write_index(root: str | os.PathLike[str], name: str = "REPORT.md") -> Path:
+    """Write ``root/REPORT.md``: for every study directory below ``root`` that has a report
+    (``report.json`` and its ``study.toml``), its title, paper, runs and the verdict of each
+    claim with its difference and 95% interval, linked to the study's own report.
+
+    Raises ``FileNotFoundError`` if no study directory with a report is found.
+    """
+    root = Path(root)
+    studies = sorted(
+        p.parent for p in root.glob("*/report.json") if (p.parent / SPEC_NAME).exists()
+    )
+    if not studies:
+        raise FileNotFoundError(
+            f"no study reports under {root}: expected directories with report.json and "
+            f"{SPEC_NAME}, as written by 'gradkit study run'"
+        )
+    counts = {"reproduced": 0, "not reproduced": 0, "inconclusive": 0}
+    sections = []
+    for directory in studies:
+        spec = load_spec(directory / SPEC_NAME)
+        report = json.loads((directory / "report.json").read_text())
+        runs = report["runs"]
+        lines = [
+            f"## [{spec.title}]({directory.name}/REPORT.md)",
+            "",
+            f"`{directory.name}` ({spec.paper}); runs finished: {runs['finished']} of "
+            f"{runs['total']}.",
+            "",
+            "| claim | verdict | difference (95% CI) | seeds |",
+            "| --- | --- | --- | --- |",
+        ]
+        for item in report["verdicts"]:
+            counts[item["outcome"]] = counts.get(item["outcome"], 0) + 1
+            difference = (
+                "-"
+                if item["difference"] is None
+                else f"{item['difference']:.4g} [{item['low']:.4g}, {item['high']:.4g}]"
+            )
+            lines.append(
+                f"| {item['claim']} | **{item['outcome']}** | {difference} | {item['seeds']} |"
+            )
+        curves = directory / "plots" / "curves.png"
+        if curves.exists():
+            lines += [
+                "",
+                f"![learning curves of {directory.name}]({directory.name}/plots/curves.png)",
+            ]
+        sections.append("\n".join(lines))
+    summary = ", ".join(f"{count} {outcome}" for outcome, count in counts.items())
+    text = "\n\n".join(
+        [
+            "# Studies: do the lecture's claims hold on MNIST-1D?",
+            f"{len(studies)} studies; claims: {summary}. Each study's own report has the arms "
+            "(mean and 95% interval over seeds), the learning rate chosen on the validation "
+            "split, curves, heatmaps and the rule behind each verdict. Produced by "
+            "`gradkit study run studies/NAME.toml` for each study, then "
+            "`gradkit study summary studies`.",
+            *sections,
+        ]
+    )
+    target = root / name
+    with atomic_output(target) as temporary:
+        temporary.write_text(text + "\n")
+    return target
