@@ -8,26 +8,24 @@ import math
 __all__ = ["non_negative_integer", "positive_float", "positive_integer"]
 
 
-def positive_integer(text: str) -> int:
-    """An ``argparse`` type: an integer >= 1."""
+def _integer_at_least(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value {value}; expected an integer >= 1")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"invalid value {value}; expected an integer >= {minimum}")
     return value
+
+
+def positive_integer(text: str) -> int:
+    """An ``argparse`` type: an integer >= 1."""
+    return _integer_at_least(text, 1)
 
 
 def non_negative_integer(text: str) -> int:
     """An ``argparse`` type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"invalid value {value}; expected an integer >= 0")
-    return value
+    return _integer_at_least(text, 0)
 
 
 def positive_float(text: str) -> float:
