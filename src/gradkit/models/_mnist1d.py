@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from gradkit.models._checks import check_fraction, check_integer
+from gradkit._checks import check_integer, check_probability
 
 
 def _as_channels_first(x: Tensor) -> Tensor:
@@ -57,7 +57,7 @@ class MLP(nn.Module):
         check_integer("mlp", "classes", classes, 2)
         check_integer("mlp", "width", width, 1)
         check_integer("mlp", "depth", depth, 1)
-        check_fraction("mlp", "dropout", dropout)
+        check_probability("mlp", "dropout", dropout)
         self.input = nn.Linear(in_features, width)
         self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 1))
         self.dropout = nn.Dropout(dropout)

@@ -9,12 +9,11 @@ order and each knows its ``stage``.
 
 from __future__ import annotations
 
-import difflib
 import math
 
 from torch import Tensor, nn
 
-from gradkit.models._checks import check_fraction, check_integer
+from gradkit._checks import check_choice, check_integer, check_probability
 from gradkit.nn import (
     ACTIVATIONS,
     NORM_KINDS,
@@ -28,20 +27,24 @@ from gradkit.nn import (
 )
 
 
-def _check_common(owner: str, dims: int, **sizes: int) -> None:
+def _check_common(
+    owner: str,
+    dims: int,
+    *,
+    activation: str,
+    dropout: float,
+    stochastic_depth: float,
+    **sizes: int,
+) -> None:
+    """The arguments ResNet and NFResNet share."""
     if dims not in (1, 2) or isinstance(dims, bool):
         raise ValueError(f"{owner}: invalid dims={dims!r}; expected 1 or 2")
     minimum = {"classes": 2}
     for name, value in sizes.items():
         check_integer(owner, name, value, minimum.get(name, 1))
-
-
-def _check_choice(owner: str, name: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        close = difflib.get_close_matches(str(value), choices, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        listed = ", ".join(map(repr, sorted(choices)))
-        raise ValueError(f"{owner}: unknown {name}={value!r}; expected one of {listed}{hint}")
+    check_choice(owner, "activation", activation, ACTIVATIONS)
+    check_probability(owner, "dropout", dropout)
+    check_probability(owner, "stochastic_depth", stochastic_depth)
 
 
 class _ResNetBase(nn.Module):
@@ -120,11 +123,11 @@ class ResNet(_ResNetBase):
             width=width,
             depth=depth,
             stages=stages,
+            activation=activation,
+            dropout=dropout,
+            stochastic_depth=stochastic_depth,
         )
-        _check_choice(owner, "norm", norm, NORM_KINDS)
-        _check_choice(owner, "activation", activation, tuple(ACTIVATIONS))
-        check_fraction(owner, "dropout", dropout)
-        check_fraction(owner, "stochastic_depth", stochastic_depth)
+        check_choice(owner, "norm", norm, NORM_KINDS)
         conv = nn.Conv1d if dims == 1 else nn.Conv2d
         self.stem = conv(in_channels, width, 3, padding=1, bias=False)
         # The stem sees the raw input, not an activation: unit gain keeps unit variance.
@@ -196,14 +199,14 @@ class NFResNet(_ResNetBase):
             width=width,
             depth=depth,
             stages=stages,
+            activation=activation,
+            dropout=dropout,
+            stochastic_depth=stochastic_depth,
         )
-        _check_choice(owner, "activation", activation, tuple(ACTIVATIONS))
         if not (isinstance(alpha, int | float) and math.isfinite(alpha) and alpha > 0):
             raise ValueError(f"{owner}: invalid alpha={alpha!r}; expected a number > 0")
         if not (isinstance(skip_gain, int | float) and math.isfinite(skip_gain)):
             raise ValueError(f"{owner}: invalid skip_gain={skip_gain!r}; expected a finite number")
-        check_fraction(owner, "dropout", dropout)
-        check_fraction(owner, "stochastic_depth", stochastic_depth)
         conv = ScaledWSConv1d if dims == 1 else ScaledWSConv2d
         self.stem = conv(in_channels, width, 3, padding=1)  # gamma 1: the input is no activation
         plan = _stage_plan(width, depth, stages)

@@ -12,8 +12,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from gradkit._checks import check_integer
 from gradkit.nn._activations import Activation, activation_gamma
-from gradkit.nn._checks import check_integer
 from gradkit.nn._norm import make_norm
 from gradkit.nn._stochastic_depth import StochasticDepth
 from gradkit.nn._weight_standardization import ScaledWSConv1d, ScaledWSConv2d

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from gradkit.nn._checks import check_choice, check_integer
+from gradkit._checks import check_choice, check_integer
 from gradkit.nn._cross_process_batchnorm import CrossProcessBatchNorm
 
 NORM_KINDS: tuple[str, ...] = (

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from gradkit.nn._checks import check_probability
+from gradkit._checks import check_probability
 
 
 def stochastic_depth(x: Tensor, p: float, *, training: bool) -> Tensor:

@@ -1,4 +1,5 @@
-"""Argument checks whose messages name the argument, its value and what is allowed."""
+"""Argument checks shared by the layers and the models: each message names the argument, its
+value and what is allowed."""
 
 from __future__ import annotations
 
