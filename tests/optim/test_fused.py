@@ -162,3 +162,28 @@ def test_eager_optimizer_reports_no_compile_time() -> None:
 def test_fused_must_be_a_bool() -> None:
     with pytest.raises(ValueError, match=r"^Adam: invalid fused='yes'; expected True or False$"):
         gko.Adam(make_model(torch.float32).parameters(), fused="yes")
+
+
+@pytest.mark.parametrize("name", ["adam", "amsgrad", "adamw", "adamax", "nadam", "radam", "lamb"])
+def test_element_wise_program_reads_bias_corrections_instead_of_recomputing_them(
+    name: str,
+) -> None:
+    """Scalar arithmetic (``beta ** step``) runs in its own program, not per vector element.
+
+    Inductor inlines 0-d arithmetic into every consumer loop; left in the element-wise program,
+    each ``pow`` of a bias correction ran once per vector of every parameter, and fused Adam
+    took twice as long as torch's fused kernel at 10M parameters.
+    """
+    from torch._inductor.utils import run_and_get_code
+
+    params = [nn.Parameter(torch.randn(1000)), nn.Parameter(torch.randn(10))]
+    for param in params:
+        param.grad = torch.randn_like(param)
+    optimizer = OPTIMIZERS[name].create(params, fused=True)
+    optimizer.step()  # creates the state eagerly
+    _, codes = run_and_get_code(optimizer.step)
+    element_wise = [code for code in codes if "static_cast<int64_t>(1000L)" in code]
+    scalar = [code for code in codes if code not in element_wise]
+    assert len(element_wise) == 1 and len(scalar) == 1
+    assert "pow" in scalar[0]
+    assert "pow" not in element_wise[0]

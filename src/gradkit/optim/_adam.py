@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gradkit.optim._core import Bucket, GradientTransformation, scalar_dtype
+from gradkit.optim._core import Bucket, GradientTransformation, scalar_dtype, unstack
 from gradkit.optim._foreach import add_scaled_, addcmul_, lerp_, sqrt
 from gradkit.optim._hyper import Hyper, boolean, non_negative
 from gradkit.optim._hyper import betas as _betas_check
@@ -74,8 +74,16 @@ class ScaleByAdam(_Moments):
             ]
         )
 
+    def scalars(self, bucket: Bucket) -> dict[str, Any]:
+        beta1, beta2 = bucket.value("betas")
+        return {
+            "bias_correction1": bucket.per_step(lambda t: 1 - beta1**t),
+            "bias_correction2_sqrt": bucket.per_step(lambda t: sqrt(1 - beta2**t)),
+        }
+
     def apply(self, bucket: Bucket) -> None:
         beta1, beta2 = bucket.value("betas")
+        scalars = self.step_scalars(bucket)
         exp_avgs, exp_avg_sqs = _moments(bucket, beta1, beta2)
         if bucket.group["amsgrad"]:
             for state, exp_avg_sq in zip(bucket.states, exp_avg_sqs, strict=True):
@@ -85,11 +93,11 @@ class ScaleByAdam(_Moments):
             torch._foreach_maximum_(maxima, exp_avg_sqs)
             exp_avg_sqs = maxima
         denom = torch._foreach_sqrt(exp_avg_sqs)
-        torch._foreach_div_(denom, [sqrt(1 - beta2**step) for step in bucket.steps])
+        torch._foreach_div_(denom, unstack(scalars["bias_correction2_sqrt"]))
         torch._foreach_add_(denom, bucket.value("eps"))
         torch._foreach_copy_(bucket.updates, exp_avgs)
         torch._foreach_div_(bucket.updates, denom)
-        torch._foreach_div_(bucket.updates, [1 - beta1**step for step in bucket.steps])
+        torch._foreach_div_(bucket.updates, unstack(scalars["bias_correction1"]))
 
 
 def scale_by_adam(
@@ -121,8 +129,13 @@ class ScaleByAdamax(GradientTransformation):
         state["exp_avg"] = _zeros(param)
         state["exp_inf"] = _zeros(param)
 
+    def scalars(self, bucket: Bucket) -> dict[str, Any]:
+        beta1, _ = bucket.value("betas")
+        return {"bias_correction1": bucket.per_step(lambda t: 1 - beta1**t)}
+
     def apply(self, bucket: Bucket) -> None:
         beta1, beta2 = bucket.value("betas")
+        bias_correction1 = self.step_scalars(bucket)["bias_correction1"]
         (exp_avgs,) = _moments(bucket, beta1, None)
         exp_infs = [state["exp_inf"] for state in bucket.states]
         torch._foreach_mul_(exp_infs, beta2)
@@ -132,7 +145,7 @@ class ScaleByAdamax(GradientTransformation):
         torch._foreach_maximum_(exp_infs, bucket.updates)
         torch._foreach_copy_(bucket.updates, exp_avgs)
         torch._foreach_div_(bucket.updates, exp_infs)
-        torch._foreach_div_(bucket.updates, [1 - beta1**step for step in bucket.steps])
+        torch._foreach_div_(bucket.updates, unstack(bias_correction1))
 
 
 def scale_by_adamax(betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> ScaleByAdamax:
@@ -182,30 +195,45 @@ class ScaleByNadam(_Moments):
     def scalar_state_keys(self) -> tuple[str, ...]:
         return ("mu_product",)
 
-    def apply(self, bucket: Bucket) -> None:
+    def scalars(self, bucket: Bucket) -> dict[str, Any]:
         beta1, beta2 = bucket.value("betas")
         psi = bucket.value("momentum_decay")
-        grad_scales, avg_scales = [], []
-        for state, step in zip(bucket.states, bucket.steps, strict=True):
-            mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * psi))
-            mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * psi))
-            if bucket.hypers is None:
-                state["mu_product"] *= mu
+        mus = bucket.per_step(lambda t: beta1 * (1.0 - 0.5 * 0.96 ** (t * psi)))
+        mus_next = bucket.per_step(lambda t: beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * psi)))
+        counters = [state["mu_product"] for state in bucket.states]
+        if bucket.hypers is None:
+            products = []
+            for counter, mu in zip(counters, mus, strict=True):
+                counter *= mu
                 # torch.optim reads the float32 product back as a Python float (float64).
-                mu_product = float(state["mu_product"])
-            else:
-                # The same rounding with tensors: torch multiplies in the counter's dtype, then
-                # computes the scales in float64.
-                state["mu_product"] *= mu.to(state["mu_product"].dtype)
-                mu_product = state["mu_product"].to(torch.float64)
-            grad_scales.append((1.0 - mu) / (1.0 - mu_product))
-            avg_scales.append(mu_next / (1.0 - mu_product * mu_next))
+                products.append(float(counter))
+            grad_scales = [(1.0 - mu) / (1.0 - p) for mu, p in zip(mus, products, strict=True)]
+            avg_scales = [
+                mu_next / (1.0 - p * mu_next) for mu_next, p in zip(mus_next, products, strict=True)
+            ]
+        else:
+            # The same rounding with tensors: the product in the counter's dtype, the scales
+            # in float64.
+            updated = torch.stack(counters) * mus.to(counters[0].dtype)
+            torch._foreach_copy_(counters, list(updated.unbind()))
+            product = updated.to(torch.float64)
+            grad_scales = (1.0 - mus) / (1.0 - product)
+            avg_scales = mus_next / (1.0 - product * mus_next)
+        return {
+            "grad_scales": grad_scales,
+            "avg_scales": avg_scales,
+            "bias_correction2": bucket.per_step(lambda t: 1 - beta2**t),
+        }
+
+    def apply(self, bucket: Bucket) -> None:
+        beta1, beta2 = bucket.value("betas")
+        scalars = self.step_scalars(bucket)
         exp_avgs, exp_avg_sqs = _moments(bucket, beta1, beta2)
-        denom = torch._foreach_div(exp_avg_sqs, [1 - beta2**step for step in bucket.steps])
+        denom = torch._foreach_div(exp_avg_sqs, unstack(scalars["bias_correction2"]))
         torch._foreach_sqrt_(denom)
         torch._foreach_add_(denom, bucket.value("eps"))
-        torch._foreach_mul_(bucket.updates, grad_scales)
-        add_scaled_(bucket.updates, exp_avgs, avg_scales)
+        torch._foreach_mul_(bucket.updates, unstack(scalars["grad_scales"]))
+        add_scaled_(bucket.updates, exp_avgs, unstack(scalars["avg_scales"]))
         torch._foreach_div_(bucket.updates, denom)
 
 
@@ -241,6 +269,26 @@ class ScaleByRadam(_Moments):
     def __init__(self, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
         super().__init__([Hyper("betas", betas, _betas_check), Hyper("eps", eps, non_negative)])
 
+    def scalars(self, bucket: Bucket) -> dict[str, Any] | None:
+        """The fused program's scales and switches; the eager rule branches in :meth:`apply`."""
+        if bucket.hypers is None:
+            return None
+        beta1, beta2 = bucket.value("betas")
+        rho_inf = 2 / (1 - beta2) - 1
+        steps = bucket.per_step(lambda t: t)
+        bias_correction1 = 1 - beta1**steps
+        bias_correction2 = 1 - beta2**steps
+        rho_t = rho_inf - 2 * steps * (beta2**steps) / bias_correction2
+        rectified = rho_t > 5.0
+        # Where the switch is off the radicand may be negative; select before the root.
+        radicand = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+        rect = torch.sqrt(torch.where(rectified, radicand, 1.0))
+        return {
+            "rectified_scales": rect * bias_correction2**0.5 / bias_correction1,
+            "plain_scales": 1 / bias_correction1,
+            "switches": rectified,
+        }
+
     def apply(self, bucket: Bucket) -> None:
         beta1, beta2 = bucket.value("betas")
         exp_avgs, exp_avg_sqs = _moments(bucket, beta1, beta2)
@@ -272,32 +320,18 @@ class ScaleByRadam(_Moments):
             torch._foreach_div_(updates, denom)
             torch._foreach_mul_(updates, rectified_scales)
 
-    @staticmethod
     def _apply_branch_free(
-        bucket: Bucket, exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor]
+        self, bucket: Bucket, exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor]
     ) -> None:
         """The same rule with the ``rho_t > 5`` switch as a select, for a compiled step."""
-        beta1, beta2 = bucket.value("betas")
-        rho_inf = 2 / (1 - beta2) - 1
-        plain_scales, rectified_scales, switches = [], [], []
-        for step in bucket.steps:
-            bias_correction1 = 1 - beta1**step
-            bias_correction2 = 1 - beta2**step
-            rho_t = rho_inf - 2 * step * (beta2**step) / bias_correction2
-            rectified = rho_t > 5.0
-            # Where the switch is off the radicand may be negative; select before the root.
-            radicand = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
-            rect = torch.sqrt(torch.where(rectified, radicand, 1.0))
-            rectified_scales.append(rect * bias_correction2**0.5 / bias_correction1)
-            plain_scales.append(1 / bias_correction1)
-            switches.append(rectified)
+        scalars = self.step_scalars(bucket)
         denom = torch._foreach_sqrt(exp_avg_sqs)
         torch._foreach_add_(denom, bucket.value("eps"))
         adaptive = torch._foreach_div(exp_avgs, denom)
-        torch._foreach_mul_(adaptive, rectified_scales)
-        plain = torch._foreach_mul(exp_avgs, plain_scales)
+        torch._foreach_mul_(adaptive, unstack(scalars["rectified_scales"]))
+        plain = torch._foreach_mul(exp_avgs, unstack(scalars["plain_scales"]))
         for update, switch, rectified_update, plain_update in zip(
-            bucket.updates, switches, adaptive, plain, strict=True
+            bucket.updates, unstack(scalars["switches"]), adaptive, plain, strict=True
         ):
             update.copy_(torch.where(switch, rectified_update, plain_update))
 

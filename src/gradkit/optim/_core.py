@@ -13,7 +13,7 @@ Every hyperparameter is read from the bucket's param group at each step, never c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,9 @@ class Bucket:
             step never specializes on their values); ``None`` on the eager path.
         off: on the fused path, the keys whose value is ``None`` or 0, decided outside the
             compiled region (they choose which code runs, not what it computes).
+        scalars: on the fused path, each transformation's per-step numbers
+            (:meth:`GradientTransformation.scalars`), computed before the element-wise
+            program; empty on the eager path.
 
     Transformations read numbers with :meth:`value` and ask :meth:`is_off` before skipping
     work; booleans (``nesterov``, ``amsgrad``) are read from ``group`` directly.
@@ -59,16 +62,35 @@ class Bucket:
     steps: list[Any] = field(default_factory=list)
     hypers: dict[str, Any] | None = None
     off: frozenset[str] = frozenset()
+    scalars: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def value(self, key: str) -> Any:
         """A numeric hyperparameter: the group's number (eager) or a 0-d tensor (fused)."""
         return self.group[key] if self.hypers is None else self.hypers[key]
+
+    def per_step(self, function: Callable[[Any], Any]) -> Any:
+        """``function`` of each parameter's step count.
+
+        Eager: a list of Python floats, ``[function(t) for t in steps]``, the arithmetic
+        torch.optim does. Fused: ``function`` applied once to the counts stacked into one
+        float64 vector (float64 whatever the counters' dtype, as torch's Python-float
+        arithmetic), so a bias correction of 68 parameters is one small kernel, not 68.
+        Index either result per parameter, or pass it through :func:`unstack`.
+        """
+        if self.hypers is None:
+            return [function(step) for step in self.steps]
+        return function(torch.stack(self.steps).to(torch.float64))
 
     def is_off(self, key: str) -> bool:
         """Whether ``key`` is ``None`` or 0 in this group (a structural, not a numeric, fact)."""
         if self.hypers is None:
             return is_off(self.group[key])
         return key in self.off
+
+
+def unstack(values: Any) -> list[Any]:
+    """Per-parameter scalars as a list: a list as it is, a vector as its 0-d elements."""
+    return values if isinstance(values, list) else list(values.unbind())
 
 
 def is_off(value: Any) -> bool:
@@ -111,6 +133,41 @@ class GradientTransformation:
         """Rewrite the updates of every bucket of this step."""
         for bucket in buckets:
             self.apply(bucket)
+
+    def scalars(self, bucket: Bucket) -> dict[str, Any] | None:
+        """The numbers of this step that depend only on step counts and hyperparameters.
+
+        Bias corrections, NAdam's momentum schedule, RAdam's rectification: per-parameter
+        scalars, not arrays. Override to return them by name (use :meth:`Bucket.per_step`)
+        and read them in :meth:`apply` with :meth:`step_scalars`. On the fused path they are
+        computed in a program of their own, before the element-wise one: inductor inlines
+        scalar arithmetic into every consumer loop, so a ``beta ** step`` left in the
+        element-wise program is recomputed once per vector of every parameter (a libm ``pow``
+        that the C++ compiler may not hoist), which made fused Adam 2x slower than torch's
+        fused kernel. May update 0-d counters in the state (NAdam's ``mu_product``): it runs
+        once per step.
+        """
+        return None
+
+    def uses_scalars(self) -> bool:
+        """Whether :meth:`scalars` is overridden (the fused path then runs two programs)."""
+        return type(self).scalars is not GradientTransformation.scalars
+
+    def precompute(self, buckets: Sequence[Bucket]) -> None:
+        """Store :meth:`scalars` of every bucket in ``bucket.scalars`` (the fused path)."""
+        for bucket in buckets:
+            values = self.scalars(bucket)
+            if values is not None:
+                bucket.scalars[self.name] = values
+
+    def step_scalars(self, bucket: Bucket) -> dict[str, Any]:
+        """This step's :meth:`scalars`: precomputed (fused) or computed now (eager)."""
+        values = bucket.scalars.get(self.name)
+        if values is None:
+            values = self.scalars(bucket)
+        if values is None:
+            raise RuntimeError(f"{self.name}: apply reads step scalars but scalars() is None")
+        return values
 
     def scalar_state_keys(self) -> tuple[str, ...]:
         """State entries that are 0-d counters (kept in :func:`scalar_dtype`, never cast)."""
@@ -162,6 +219,13 @@ class Chain(GradientTransformation):
         for transformation in self.transformations:
             transformation.update(buckets)
 
+    def uses_scalars(self) -> bool:
+        return any(t.uses_scalars() for t in self.transformations)
+
+    def precompute(self, buckets: Sequence[Bucket]) -> None:
+        for transformation in self.transformations:
+            transformation.precompute(buckets)
+
     def scalar_state_keys(self) -> tuple[str, ...]:
         return tuple(key for t in self.transformations for key in t.scalar_state_keys())
 
@@ -210,10 +274,21 @@ class Conditional(GradientTransformation):
         chosen = [g for g in groups if bool(g.get(self.key, False)) is self.value]
         self.inner.validate_groups(chosen, owner)
 
+    def _chosen(self, buckets: Sequence[Bucket]) -> list[Bucket]:
+        return [b for b in buckets if bool(b.group.get(self.key, False)) is self.value]
+
     def update(self, buckets: Sequence[Bucket]) -> None:
-        chosen = [b for b in buckets if bool(b.group.get(self.key, False)) is self.value]
+        chosen = self._chosen(buckets)
         if chosen:
             self.inner.update(chosen)
+
+    def uses_scalars(self) -> bool:
+        return self.inner.uses_scalars()
+
+    def precompute(self, buckets: Sequence[Bucket]) -> None:
+        chosen = self._chosen(buckets)
+        if chosen:
+            self.inner.precompute(chosen)
 
     def scalar_state_keys(self) -> tuple[str, ...]:
         return self.inner.scalar_state_keys()

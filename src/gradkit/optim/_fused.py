@@ -30,10 +30,22 @@ from torch import Tensor
 from gradkit.optim._core import Bucket, GradientTransformation, is_off
 
 
-def _run_chain(transformation: GradientTransformation, buckets: Sequence[Bucket]) -> None:
-    """One whole step on prepared buckets: count, copy the gradient, transform, apply."""
+def _count_and_precompute(
+    transformation: GradientTransformation, buckets: Sequence[Bucket]
+) -> None:
+    """The scalar program: count the step, then every transformation's per-step scalars."""
     for bucket in buckets:
         torch._foreach_add_(bucket.steps, 1)
+    transformation.precompute(buckets)
+
+
+def _run_chain(
+    transformation: GradientTransformation, buckets: Sequence[Bucket], count: bool
+) -> None:
+    """The element-wise program: (count,) copy the gradient, transform, apply."""
+    for bucket in buckets:
+        if count:
+            torch._foreach_add_(bucket.steps, 1)
         if bucket.group["maximize"]:
             bucket.updates = torch._foreach_neg(bucket.updates)
         else:
@@ -50,24 +62,36 @@ def _numeric(value: Any) -> bool:
     return isinstance(value, (int, float, Tensor)) and not isinstance(value, bool)
 
 
+def _compiled_copy(function: Any) -> Any:
+    """``torch.compile`` of a private copy of ``function``.
+
+    Dynamo caches compiled code per code object; two optimizers with different chains must not
+    share (and exhaust) one cache, so each compiles its own copy.
+    """
+    code = function.__code__.replace()
+    copy = types.FunctionType(code, function.__globals__, function.__name__)
+    return torch.compile(copy, fullgraph=True, dynamic=False)
+
+
 class FusedStep:
     """Runs one optimizer's chain compiled; holds its hyperparameter tensors and compile time.
 
-    Each instance compiles its own copy of the step function: dynamo caches compiled code per
-    code object, and two optimizers with different chains must not share (and exhaust) one
-    cache.
+    A step is one compiled program, or two when a transformation has per-step scalars (bias
+    corrections; see :meth:`GradientTransformation.scalars`): a tiny scalar program, whose
+    results reach the element-wise program as inputs, so that the element-wise kernels read
+    them instead of recomputing them for every vector of every parameter.
     """
 
     def __init__(self, transformation: GradientTransformation) -> None:
         self.transformation = transformation
-        code = _run_chain.__code__.replace()
-        function = types.FunctionType(code, _run_chain.__globals__, _run_chain.__name__)
-        self._compiled = torch.compile(function, fullgraph=True, dynamic=False)
+        self._two_programs = transformation.uses_scalars()
+        self._scalars = _compiled_copy(_count_and_precompute) if self._two_programs else None
+        self._compiled = _compiled_copy(_run_chain)
         self._tensors: dict[tuple[int, str], Any] = {}
         self.compile_seconds = 0.0
         """Wall time of the calls that compiled (0 when inductor's cache had everything)."""
         self.compilations = 0
-        """How many calls compiled a new graph."""
+        """How many calls compiled a new program (one call may compile both programs)."""
 
     def _tensor(self, index: int, key: str, value: Any) -> Any:
         """The 0-d tensor standing for ``value`` (refilled in place, never re-created)."""
@@ -102,7 +126,9 @@ class FusedStep:
         counters = torch._dynamo.utils.counters["stats"]
         before = counters["unique_graphs"]
         start = time.perf_counter()
-        self._compiled(self.transformation, buckets)
+        if self._scalars is not None:
+            self._scalars(self.transformation, buckets)
+        self._compiled(self.transformation, buckets, not self._two_programs)
         if counters["unique_graphs"] != before:
-            self.compilations += counters["unique_graphs"] - before
+            self.compilations += 1
             self.compile_seconds += time.perf_counter() - start
