@@ -46,6 +46,16 @@ set = { "model.options" = { in_features = 3 } }
 """An arm whose config is valid but whose model does not fit the data: it fails at run time."""
 
 
+INTERPOLATION = """
+[[interpolations]]
+name = "sgd_to_momentum"
+from = "sgd"
+to = "momentum"
+alphas = { start = -0.5, stop = 1.5, points = 9 }
+"""
+"""An interpolation from the sgd arm's solutions to the momentum arm's."""
+
+
 def tiny_spec_text(*, steps: int = 20, extra: str = "") -> str:
     """The text of the tiny study (8 runs: 2 arms x 2 learning rates x 2 seeds)."""
     return TINY.format(steps=steps, extra=extra)
@@ -84,5 +94,26 @@ def finished_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     spec = directory / "tiny.toml"
     spec.write_text(tiny_spec_text(), encoding="utf-8")
     run_study(spec, directory / "out", threads=1, progress=False)
+    write_report(directory / "out")
+    return directory / "out"
+
+
+@pytest.fixture
+def interpolation() -> str:
+    """The text of :data:`INTERPOLATION`."""
+    return INTERPOLATION
+
+
+@pytest.fixture(scope="module")
+def interpolated_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny study with :data:`INTERPOLATION`, run (each run's directory kept) and reported."""
+    from gradkit.studies import run_study, write_report
+
+    directory = tmp_path_factory.mktemp("interpolated")
+    spec = directory / "tiny.toml"
+    spec.write_text(tiny_spec_text(extra=INTERPOLATION), encoding="utf-8")
+    outcome = run_study(spec, directory / "out", threads=1, progress=False, keep_runs=True)
+    assert outcome.failed == {} and outcome.interpolation_failed == {}
+    assert len(outcome.interpolated) == 8  # 2 x 2 sweep points per seed, 2 seeds
     write_report(directory / "out")
     return directory / "out"

@@ -75,8 +75,15 @@ def _run(args: argparse.Namespace) -> int:
     )
     for run_id, error in outcome.failed.items():
         print(f"failed     {run_id}: {error}")
+    if outcome.interpolated:
+        print(
+            f"lines      {len(outcome.interpolated)} interpolations computed now "
+            f"({len(outcome.interpolation_failed)} failed)"
+        )
+    for (name, start, end), error in outcome.interpolation_failed.items():
+        print(f"failed     {name} {start} -> {end}: {error}")
     print(f"report     {written['markdown']}")
-    return 1 if outcome.failed else 0
+    return 1 if outcome.failed or outcome.interpolation_failed else 0
 
 
 def _report(args: argparse.Namespace) -> int:

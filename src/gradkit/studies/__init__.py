@@ -6,7 +6,9 @@ split), grid axes crossed with every arm, seeds, the metrics to compare and the 
 :func:`run_study` expands it into runs (:func:`expand`), skips what its SQLite :class:`Store`
 holds, and trains the rest in worker processes; :func:`write_report` writes ``REPORT.md``,
 ``report.html`` and ``report.json`` with a table of arms (mean and 95% interval over seeds),
-learning curves, heatmaps, time-to-accuracy and a :func:`verdict` per claim.
+learning curves, heatmaps, time-to-accuracy and a :func:`verdict` per claim; and, where the
+spec asks, the interpolation between two arms' solutions (``[[interpolations]]``) and the
+per-block signal propagation at initialisation.
 
 Example:
     >>> outcome = run_study("studies/warmup.toml", "studies/warmup", workers=2)
@@ -16,6 +18,7 @@ Example:
 from gradkit.studies._analysis import Analysis, Cell, analyze
 from gradkit.studies._expand import RunPlan, expand, format_point
 from gradkit.studies._index import write_index
+from gradkit.studies._interpolation import Interpolation, interpolation_curve
 from gradkit.studies._measures import MEASURES, Measure
 from gradkit.studies._report import format_estimate, write_report
 from gradkit.studies._runner import SPEC_NAME, STORE_NAME, StudyOutcome, run_plan, run_study
@@ -37,7 +40,7 @@ from gradkit.studies._stats import (
     t_quantile,
     verdict,
 )
-from gradkit.studies._store import RunRecord, Store
+from gradkit.studies._store import InterpolationRecord, RunRecord, Store
 
 __all__ = [
     "INCONCLUSIVE",
@@ -51,6 +54,8 @@ __all__ = [
     "Arm",
     "Cell",
     "Claim",
+    "Interpolation",
+    "InterpolationRecord",
     "Measure",
     "RunPlan",
     "RunRecord",
@@ -63,6 +68,7 @@ __all__ = [
     "expand",
     "format_estimate",
     "format_point",
+    "interpolation_curve",
     "load_spec",
     "mean_ci",
     "parse_spec",

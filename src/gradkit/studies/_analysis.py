@@ -9,6 +9,9 @@ Derived per-run metrics: ``seconds`` (training time), ``steps`` (optimizer steps
 ``steps_to_target`` and
 ``seconds_to_target``, the first evaluation at which ``test_accuracy`` reached the study's
 ``target_accuracy`` (a run that never reached it counts at its full length: censored).
+Profiles (the per-block signal propagation of each selected run) and interpolations (the
+curve between the selected runs of two arms, per seed, see :mod:`gradkit.studies._interpolation`)
+are gathered for the report's plots and tables.
 The claim metric ``good_region`` is, per seed, the fraction of an arm's sweep points whose
 ``select_metric`` is within 0.01 of the best value of any arm at that seed and grid point
 (how wide the good region of hyperparameters is).
@@ -23,11 +26,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gradkit.studies._expand import expand
+from gradkit.studies._interpolation import Interpolation
 from gradkit.studies._spec import Claim, StudySpec
 from gradkit.studies._stats import Verdict, mean_ci, verdict
 from gradkit.studies._store import RunRecord, Store
 
-__all__ = ["GOOD_REGION_TOLERANCE", "Analysis", "Cell", "analyze", "key_of"]
+__all__ = [
+    "GOOD_REGION_TOLERANCE",
+    "Analysis",
+    "Cell",
+    "InterpolationResult",
+    "analyze",
+    "key_of",
+]
 
 GOOD_REGION_TOLERANCE = 0.01
 """How close to the best a sweep point's validation metric must be to count as good."""
@@ -74,8 +85,29 @@ class Cell:
 
 
 @dataclass
+class InterpolationResult:
+    """One interpolation at one grid point, between the two arms' selected runs.
+
+    Attributes:
+        curves: ``{seed: {"alpha": [...], "train_loss": [...], ...}}`` of the computed pairs.
+        failed: ``{seed: error}`` of the pairs whose interpolation failed.
+        missing: seeds with both runs finished but no interpolation stored yet.
+    """
+
+    interpolation: Interpolation
+    grid: dict[str, Any]
+    curves: dict[int, dict[str, list[float]]] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)
+    missing: list[int] = field(default_factory=list)
+
+
+@dataclass
 class Analysis:
-    """Everything a report shows, computed from a spec and its store."""
+    """Everything a report shows, computed from a spec and its store.
+
+    ``profiles`` is ``{(arm, grid key, profile name): {seed: values by block}}`` at the
+    selected sweep points.
+    """
 
     spec: StudySpec
     cells: list[Cell]
@@ -83,6 +115,8 @@ class Analysis:
     curves: dict[tuple[str, str, str], dict[int, list[tuple[int, float]]]]
     total_runs: int
     finished_runs: int
+    profiles: dict[tuple[str, str, str], dict[int, list[float]]] = field(default_factory=dict)
+    interpolations: list[InterpolationResult] = field(default_factory=list)
 
     def cell(self, arm: str, grid: Mapping[str, Any]) -> Cell:
         """The cell of ``arm`` at the grid point that matches ``grid`` on its keys."""
@@ -154,6 +188,8 @@ def analyze(spec: StudySpec, store: Store) -> Analysis:
     ordered = list(cells.values())
     analysis = Analysis(spec, ordered, [], {}, len(plans), finished)
     analysis.curves = _curves(ordered, store)
+    analysis.profiles = _profiles(ordered, store) if "signal_propagation" in spec.measures else {}
+    analysis.interpolations = _interpolations(spec, ordered, store)
     analysis.verdicts = [(claim, _decide(claim, analysis)) for claim in spec.claims]
     return analysis
 
@@ -181,6 +217,45 @@ def _curves(
                 if points:
                     curves[(cell.arm, key_of(cell.grid), name)][seed] = points
     return dict(curves)
+
+
+def _profiles(
+    cells: list[Cell], store: Store
+) -> dict[tuple[str, str, str], dict[int, list[float]]]:
+    """The signal propagation profiles of the selected runs."""
+    from gradkit.studies._measures import SIGNAL_PROFILES
+
+    profiles: dict[tuple[str, str, str], dict[int, list[float]]] = defaultdict(dict)
+    for cell in cells:
+        for seed, run in cell.runs.items():
+            for name in SIGNAL_PROFILES:
+                values = store.profile(run.run_id, name)
+                if values:
+                    profiles[(cell.arm, key_of(cell.grid), name)][seed] = values
+    return dict(profiles)
+
+
+def _interpolations(spec: StudySpec, cells: list[Cell], store: Store) -> list[InterpolationResult]:
+    """Per interpolation and grid point, the stored curves between the selected runs."""
+    if not spec.interpolations:
+        return []
+    stored = {(r.name, r.from_run, r.to_run): r for r in store.interpolations()}
+    results = []
+    for interpolation in spec.interpolations:
+        for start in (c for c in cells if c.arm == interpolation.from_arm):
+            end = next(c for c in cells if c.arm == interpolation.to_arm and c.grid == start.grid)
+            result = InterpolationResult(interpolation, dict(start.grid))
+            for seed in sorted(set(start.runs) & set(end.runs)):
+                key = (interpolation.name, start.runs[seed].run_id, end.runs[seed].run_id)
+                record = stored.get(key)
+                if record is None or tuple(record.alphas) != interpolation.alphas:
+                    result.missing.append(seed)
+                elif record.status == "failed":
+                    result.failed[seed] = (record.error or "").splitlines()[0]
+                else:
+                    result.curves[seed] = record.curve
+            results.append(result)
+    return results
 
 
 def _good_region(cell: Cell, others: list[Cell], spec: StudySpec) -> dict[int, float]:

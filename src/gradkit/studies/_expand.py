@@ -43,6 +43,8 @@ class RunPlan:
         seed: ``train.seed``.
         config: the run's validated config as nested tables (``config_from_dict`` reads it).
         measures: what to measure on the final model besides the training metrics.
+        keep_weights: store the final weights (the arm is an end of an interpolation); not
+            part of ``run_id``.
     """
 
     run_id: str
@@ -52,6 +54,7 @@ class RunPlan:
     seed: int
     config: Mapping[str, Any]
     measures: tuple[str, ...] = field(default_factory=tuple)
+    keep_weights: bool = False
 
 
 def format_point(point: Mapping[str, Any]) -> str:
@@ -71,6 +74,7 @@ def _points(axes: Mapping[str, tuple[Any, ...]]) -> list[dict[str, Any]]:
 def expand(spec: StudySpec) -> list[RunPlan]:
     """Every run of ``spec``, in a stable order (arm, grid point, sweep point, seed)."""
     plans: list[RunPlan] = []
+    ends = {arm for i in spec.interpolations for arm in (i.from_arm, i.to_arm)}
     for arm in spec.arms:
         for grid in _points(spec.grid):
             for sweep in _points(arm.sweep):
@@ -89,6 +93,7 @@ def expand(spec: StudySpec) -> list[RunPlan]:
                             seed=seed,
                             config=tables,
                             measures=spec.measures,
+                            keep_weights=arm.name in ends,
                         )
                     )
     return plans

@@ -2,7 +2,9 @@
 same, with the plots embedded, one self-contained file) and ``report.json`` (every number).
 
 Numbers are means over seeds with the half-width of the 95% t interval (``0.8123 ± 0.0100``),
-at each arm's sweep point that was best on validation.
+at each arm's sweep point that was best on validation. A study with interpolations gets their
+table (the ends and the barrier on the training split) and plot; one that measures signal
+propagation gets its per-block plot.
 """
 
 from __future__ import annotations
@@ -17,11 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from gradkit._io import atomic_output
-from gradkit.studies._analysis import Analysis, analyze
+from gradkit.studies._analysis import Analysis, InterpolationResult, analyze
 from gradkit.studies._expand import format_point
-from gradkit.studies._plots import plot_axis, plot_curves, plot_heatmaps, plot_time_to_target
+from gradkit.studies._plots import (
+    plot_axis,
+    plot_curves,
+    plot_heatmaps,
+    plot_interpolations,
+    plot_signal_propagation,
+    plot_time_to_target,
+)
 from gradkit.studies._runner import SPEC_NAME, STORE_NAME
 from gradkit.studies._spec import load_spec
+from gradkit.studies._stats import mean_ci
 from gradkit.studies._store import Store
 
 __all__ = ["format_estimate", "write_report"]
@@ -89,7 +99,80 @@ def _tables(analysis: Analysis) -> dict[str, tuple[list[str], list[list[str]]]]:
     ]
     if failures:
         tables["Failed runs"] = (["arm", "point", "seed", "error"], failures)
+    if analysis.interpolations:
+        tables["Interpolations"] = _interpolation_table(analysis.interpolations)
+    failed = [
+        [r.interpolation.name, format_point(r.grid) or "—", str(seed), error]
+        for r in analysis.interpolations
+        for seed, error in r.failed.items()
+    ]
+    if failed:
+        tables["Failed interpolations"] = (["interpolation", "point", "seed", "error"], failed)
     return tables
+
+
+def interpolation_summary(result: InterpolationResult) -> dict[str, list[float]]:
+    """Per seed (in seed order): the train loss at alpha 0 and 1, the highest train loss for
+    alpha in [0, 1] and where it is, and the test accuracy at alpha 0 and 1."""
+    summary: dict[str, list[float]] = {}
+    for _, curve in sorted(result.curves.items()):
+        alphas = curve["alpha"]
+        inside = [i for i, a in enumerate(alphas) if 0 <= a <= 1]
+        peak = max(inside, key=lambda i: curve["train_loss"][i])
+        values = {
+            "train_loss_at_0": curve["train_loss"][alphas.index(0.0)],
+            "train_loss_at_1": curve["train_loss"][alphas.index(1.0)],
+            "highest_train_loss": curve["train_loss"][peak],
+            "alpha_of_highest": alphas[peak],
+            "test_accuracy_at_0": curve["test_accuracy"][alphas.index(0.0)],
+            "test_accuracy_at_1": curve["test_accuracy"][alphas.index(1.0)],
+        }
+        for name, value in values.items():
+            summary.setdefault(name, []).append(value)
+    return summary
+
+
+def _interpolation_table(
+    results: list[InterpolationResult],
+) -> tuple[list[str], list[list[str]]]:
+    header = [
+        "interpolation",
+        "alpha 0 → 1",
+        "point",
+        "seeds",
+        "train loss at 0",
+        "train loss at 1",
+        "highest train loss in [0, 1]",
+        "at alpha",
+        "test accuracy at 0",
+        "test accuracy at 1",
+    ]
+    rows = []
+    for result in results:
+        summary = interpolation_summary(result)
+        seeds = f"{len(result.curves)}" + (
+            f" ({len(result.failed)} failed)" if result.failed else ""
+        )
+        if result.missing:
+            seeds += f" ({len(result.missing)} not computed)"
+        names = [
+            "train_loss_at_0",
+            "train_loss_at_1",
+            "highest_train_loss",
+            "alpha_of_highest",
+            "test_accuracy_at_0",
+            "test_accuracy_at_1",
+        ]
+        rows.append(
+            [
+                result.interpolation.name,
+                f"{result.interpolation.from_arm} → {result.interpolation.to_arm}",
+                format_point(result.grid) or "—",
+                seeds,
+                *[format_estimate(*mean_ci(summary.get(name, []))) for name in names],
+            ]
+        )
+    return header, rows
 
 
 def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -135,6 +218,19 @@ def _numbers(analysis: Analysis) -> dict[str, Any]:
             }
             for claim, v in analysis.verdicts
         ],
+        "interpolations": [
+            {
+                "name": result.interpolation.name,
+                "from": result.interpolation.from_arm,
+                "to": result.interpolation.to_arm,
+                "grid": result.grid,
+                "seeds": sorted(result.curves),
+                "failed": {str(seed): error for seed, error in result.failed.items()},
+                "per_seed": interpolation_summary(result),
+                "curves": {str(seed): curve for seed, curve in sorted(result.curves.items())},
+            }
+            for result in analysis.interpolations
+        ],
     }
 
 
@@ -164,6 +260,11 @@ def write_report(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
         f"{metric} against the grid": plot_axis(analysis, plots_dir / "axis.png", metric),
         f"heatmap of {metric}": plot_heatmaps(analysis, plots_dir / "heatmap.png", metric),
         "time to accuracy": plot_time_to_target(analysis, plots_dir / "time_to_target.png"),
+        "interpolation between the solutions (train solid, test dashed; mean, 95% band over "
+        "seeds)": plot_interpolations(analysis, plots_dir / "interpolation.png"),
+        "signal propagation at initialisation (mean, 95% band over seeds)": (
+            plot_signal_propagation(analysis, plots_dir / "signal_propagation.png")
+        ),
     }
     shown = {title: path for title, path in plots.items() if path is not None}
     tables = _tables(analysis)

@@ -4,7 +4,10 @@ The output directory holds ``study.toml`` (the spec as run), ``study.db`` (the s
 a run trains, ``runs/<run_id>/`` (removed when the run is recorded unless ``keep_runs``).
 
 Resuming is running again: finished runs are skipped (failed ones too, unless
-``retry_failed``); a run that was interrupted (its row still says ``running``) starts over.
+``retry_failed``); a run that was interrupted (its row still says ``running``) starts over, and
+so does a finished run whose weights an interpolation needs but the store lacks. Once the runs
+are done, the interpolations the store lacks are computed in this process
+(:mod:`gradkit.studies._interpolation`).
 Each worker is a separate process pinned to ``threads // workers`` intra-op threads. A failing
 run is recorded with its error and the others go on.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import io
 import math
 import multiprocessing
 import os
@@ -50,6 +54,8 @@ class StudyOutcome:
         ran: ids of the runs this call ran, in the order they finished.
         failed: ``{run_id: error}`` of the runs that failed in this call.
         seconds: wall-clock time of this call.
+        interpolated: ``(name, from_run, to_run)`` of the interpolations computed in this call.
+        interpolation_failed: those of them that failed, with their errors.
     """
 
     out_dir: Path
@@ -58,6 +64,8 @@ class StudyOutcome:
     ran: tuple[str, ...] = ()
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    interpolated: tuple[tuple[str, str, str], ...] = ()
+    interpolation_failed: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
 
 def run_study(
@@ -77,7 +85,7 @@ def run_study(
             ``out_dir/study.toml``; a parsed spec must have been read from a file).
         workers: processes training in parallel (1: in this process).
         threads: intra-op threads in all (default: the CPU count), shared by the workers.
-        retry_failed: run again the runs that failed before.
+        retry_failed: run again the runs (and interpolations) that failed before.
         keep_runs: keep each run's directory (config, metrics files, final checkpoint).
         progress: show one progress bar for the study (on stderr).
     """
@@ -94,9 +102,18 @@ def run_study(
     threads = threads or os.cpu_count() or 1
     per_worker = max(1, threads // workers)
     with Store(out / STORE_NAME) as store:
-        statuses = store.statuses()
+        statuses, with_weights = store.statuses(), store.with_weights()
     skip = {"done"} if retry_failed else {"done", "failed"}
-    todo = [plan for plan in plans if statuses.get(plan.run_id) not in skip]
+    todo = [
+        plan
+        for plan in plans
+        if statuses.get(plan.run_id) not in skip
+        or (
+            plan.keep_weights
+            and statuses[plan.run_id] == "done"
+            and plan.run_id not in with_weights
+        )
+    ]
     ran: list[str] = []
     failed: dict[str, str] = {}
     bar = _progress_bar(len(plans), len(plans) - len(todo), parsed.name, progress)
@@ -132,8 +149,20 @@ def run_study(
             bar.close()
         with contextlib.suppress(OSError):
             (out / "runs").rmdir()  # only when empty: kept runs and crashed ones stay
+    from gradkit.studies._interpolation import compute_interpolations
+
+    interpolated, interpolation_failed = compute_interpolations(
+        parsed.interpolations, out / STORE_NAME, retry_failed=retry_failed
+    )
     return StudyOutcome(
-        out, len(plans), len(plans) - len(todo), tuple(ran), failed, time.perf_counter() - started
+        out,
+        len(plans),
+        len(plans) - len(todo),
+        tuple(ran),
+        failed,
+        time.perf_counter() - started,
+        tuple(interpolated),
+        interpolation_failed,
     )
 
 
@@ -189,17 +218,22 @@ def run_plan(
                 }
             )
             shutil.rmtree(run_dir, ignore_errors=True)
-            callbacks = _measure_callbacks(plan, config)
+            measures = _measure_callbacks(plan, config)
+            weights = FinalWeights() if plan.keep_weights else None
+            callbacks = [*measures, *([weights] if weights is not None else [])]
             result = train(config, callbacks=callbacks, run_dir=run_dir)
-            metrics = dict(result.metrics)
-            for callback in callbacks:
+            metrics, profiles = dict(result.metrics), {}
+            for callback in measures:
                 metrics.update(callback.finish())
+                profiles.update(callback.profiles)
             store.finish(
                 plan.run_id,
                 metrics=metrics,
                 seconds=result.seconds,
                 steps=result.steps,
                 curves=read_curves(run_dir),
+                profiles=profiles,
+                weights=None if weights is None else weights.data,
             )
         except Exception as error:
             text = f"{type(error).__name__}: {error}"
@@ -210,6 +244,20 @@ def run_plan(
             if not keep_run:
                 shutil.rmtree(run_dir, ignore_errors=True)
     return plan.run_id, None
+
+
+class FinalWeights:
+    """A training callback that keeps the final ``state_dict`` as ``torch.save`` bytes."""
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+
+    def on_train_end(self, ctx: Any) -> None:
+        """Serialise the model as it ended (on CPU, so any machine can load it)."""
+        state = {k: v.detach().cpu() for k, v in ctx.model.state_dict().items()}
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        self.data = buffer.getvalue()
 
 
 def _measure_callbacks(plan: RunPlan, config: Any) -> list[Any]:

@@ -34,6 +34,12 @@ Layout (every table but ``[study]`` and ``[base]`` is optional)::
     metric = "test_accuracy"
     margin = 0.0                         # the effect that counts (see gradkit.studies.verdict)
 
+    [[interpolations]]                   # see gradkit.studies._interpolation
+    name = "small_to_large"
+    from = "small_batch"
+    to = "large_batch"
+    alphas = { start = -0.5, stop = 1.5, points = 21 }
+
 Keys of ``set``, ``[grid]`` and ``[sweep]`` are config keys (``section.key``, or
 ``section.key.option`` inside a table such as ``model.options.width``) or the ``scale.*`` keys
 that :mod:`gradkit.studies._expand` derives values from (learning-rate scaling with the batch,
@@ -49,10 +55,13 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradkit._lookup import did_you_mean
 from gradkit.train import Config, config_to_dict
+
+if TYPE_CHECKING:
+    from gradkit.studies._interpolation import Interpolation
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -99,7 +108,7 @@ _TABLES = {
         "at",
     ),
 }
-_TOP = ("study", "base", "grid", "sweep", "arms", "claims")
+_TOP = ("study", "base", "grid", "sweep", "arms", "claims", "interpolations")
 _LOWER_IS_BETTER = ("loss", "sharpness", "hessian", "steps_to", "seconds_to", "seconds")
 
 
@@ -153,6 +162,7 @@ class StudySpec:
     seeds: tuple[int, ...]
     metrics: tuple[str, ...] = ("test_accuracy",)
     claims: tuple[Claim, ...] = ()
+    interpolations: tuple[Interpolation, ...] = ()
     select_metric: str = "val_accuracy"
     target_accuracy: float | None = None
     measures: tuple[str, ...] = ()
@@ -301,6 +311,14 @@ def parse_spec(values: Mapping[str, Any], *, source: str = "spec", name: str = "
         spec,
         claims=tuple(
             _parse_claim(c, spec, f"{source}: claim {i + 1}") for i, c in enumerate(claims)
+        ),
+    )
+    from gradkit.studies._interpolation import parse_interpolations
+
+    spec = dataclasses.replace(
+        spec,
+        interpolations=parse_interpolations(
+            values.get("interpolations", []), [arm.name for arm in arms], source
         ),
     )
     from gradkit.studies._expand import expand

@@ -1,4 +1,4 @@
-"""The study store: one SQLite file, one row per run and its per-step curves.
+"""The study store: one SQLite file, one row per run, its curves, profiles and final weights.
 
 Several worker processes write to one store at once. Each connection uses write-ahead logging
 (readers never block the writer), waits up to ``timeout`` seconds for the write lock instead of
@@ -11,6 +11,15 @@ Tables::
     runs(run_id PRIMARY KEY, study, arm, grid, sweep, seed, config, status, metrics, error,
          started, finished, seconds, steps, worker)
     curves(run_id, kind, step, name, value)    -- kind: 'step' (training) or 'eval'
+    profiles(run_id, name, position, value)    -- a measure's per-block profile at one time
+    weights(run_id, state)                     -- the final state_dict (torch.save bytes)
+    interpolations(name, from_run, to_run, status, alphas, curve, error, seconds, finished)
+
+A run's curves, profiles and weights are written in the same transaction as its result, and
+removed when it starts again (with the interpolations that used it). Weights are kept only for
+the runs that an interpolation needs (:mod:`gradkit.studies._interpolation`). An interpolation's
+``curve`` is JSON: ``{"alpha": [...], "train_loss": [...], "train_accuracy": [...],
+"test_loss": [...], "test_accuracy": [...]}``; a failed one has ``error`` and no curve.
 
 ``status`` is ``running`` (started and not finished: its process was killed, or is still
 working), ``done`` or ``failed`` (``error`` holds the exception and the end of its traceback).
@@ -24,14 +33,14 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gradkit.studies._expand import RunPlan
 
-__all__ = ["RunRecord", "Store"]
+__all__ = ["InterpolationRecord", "RunRecord", "Store"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -59,6 +68,29 @@ CREATE TABLE IF NOT EXISTS curves (
     value REAL
 );
 CREATE INDEX IF NOT EXISTS curves_by_run ON curves(run_id, kind, name, step);
+CREATE TABLE IF NOT EXISTS profiles (
+    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    value REAL,
+    PRIMARY KEY (run_id, name, position)
+);
+CREATE TABLE IF NOT EXISTS weights (
+    run_id TEXT PRIMARY KEY REFERENCES runs(run_id) ON DELETE CASCADE,
+    state BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS interpolations (
+    name TEXT NOT NULL,
+    from_run TEXT NOT NULL,
+    to_run TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+    alphas TEXT NOT NULL,
+    curve TEXT,
+    error TEXT,
+    seconds REAL,
+    finished REAL,
+    PRIMARY KEY (name, from_run, to_run)
+);
 """
 
 
@@ -73,6 +105,34 @@ def _unnumber(value: Any) -> Any:
     if value in ("nan", "inf", "-inf"):
         return float(value)
     return value
+
+
+def _real(value: float) -> float | None:
+    # SQLite stores NaN as NULL; say so explicitly.
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def _forget_results(connection: sqlite3.Connection, run_id: str) -> None:
+    """Remove what a run recorded before, and the interpolations that used it."""
+    for table in ("curves", "profiles", "weights"):
+        connection.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+    connection.execute(
+        "DELETE FROM interpolations WHERE from_run = ? OR to_run = ?", (run_id, run_id)
+    )
+
+
+@dataclass(frozen=True)
+class InterpolationRecord:
+    """One row of ``interpolations``, decoded (``curve`` is empty for a failed one)."""
+
+    name: str
+    from_run: str
+    to_run: str
+    status: str
+    alphas: tuple[float, ...]
+    curve: dict[str, list[float]]
+    error: str | None
+    seconds: float | None
 
 
 @dataclass(frozen=True)
@@ -143,7 +203,7 @@ class Store:
     def start(self, plan: RunPlan, study: str) -> None:
         """Record that ``plan`` started (replacing an unfinished or failed attempt)."""
         with self._transaction() as connection:
-            connection.execute("DELETE FROM curves WHERE run_id = ?", (plan.run_id,))
+            _forget_results(connection, plan.run_id)
             connection.execute(
                 "INSERT OR REPLACE INTO runs (run_id, study, arm, grid, sweep, seed, config, "
                 "status, started, worker) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
@@ -168,18 +228,35 @@ class Store:
         seconds: float,
         steps: int,
         curves: Iterable[tuple[str, int, str, float | None]] = (),
+        profiles: Mapping[str, Sequence[float]] | None = None,
+        weights: bytes | None = None,
     ) -> None:
-        """Record a finished run: its metrics, timings and curves, in one transaction.
+        """Record a finished run: its metrics, timings, curves, profiles and weights, in one
+        transaction.
 
-        ``curves`` holds ``(kind, step, name, value)`` rows, kind ``"step"`` or ``"eval"``.
+        ``curves`` holds ``(kind, step, name, value)`` rows, kind ``"step"`` or ``"eval"``;
+        ``profiles`` maps a name to its values by position (e.g. per residual block);
+        ``weights`` is the final ``state_dict`` as written by ``torch.save``.
         """
         metrics_text = json.dumps({k: _number(v) for k, v in metrics.items()})
         with self._transaction() as connection:
-            connection.execute("DELETE FROM curves WHERE run_id = ?", (run_id,))
+            _forget_results(connection, run_id)
             connection.executemany(
                 "INSERT INTO curves (run_id, kind, step, name, value) VALUES (?, ?, ?, ?, ?)",
                 ((run_id, kind, step, name, value) for kind, step, name, value in curves),
             )
+            connection.executemany(
+                "INSERT INTO profiles (run_id, name, position, value) VALUES (?, ?, ?, ?)",
+                (
+                    (run_id, name, position, _real(value))
+                    for name, values in (profiles or {}).items()
+                    for position, value in enumerate(values)
+                ),
+            )
+            if weights is not None:
+                connection.execute(
+                    "INSERT INTO weights (run_id, state) VALUES (?, ?)", (run_id, weights)
+                )
             cursor = connection.execute(
                 "UPDATE runs SET status = 'done', metrics = ?, error = NULL, finished = ?, "
                 "seconds = ?, steps = ? WHERE run_id = ?",
@@ -195,6 +272,41 @@ class Store:
                 "UPDATE runs SET status = 'failed', error = ?, finished = ?, seconds = ? "
                 "WHERE run_id = ?",
                 (error, time.time(), seconds, run_id),
+            )
+
+    def record_interpolation(
+        self,
+        name: str,
+        from_run: str,
+        to_run: str,
+        *,
+        alphas: Sequence[float],
+        curve: Mapping[str, Sequence[float]] | None = None,
+        error: str | None = None,
+        seconds: float | None = None,
+    ) -> None:
+        """Record one interpolation between two runs: its ``curve`` or, if it failed, ``error``
+        (replacing an earlier attempt)."""
+        if (curve is None) == (error is None):
+            raise ValueError("record_interpolation: give exactly one of curve and error")
+        curve_text = None
+        if curve is not None:
+            curve_text = json.dumps({k: [_number(float(v)) for v in vs] for k, vs in curve.items()})
+        with self._transaction() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO interpolations (name, from_run, to_run, status, alphas, "
+                "curve, error, seconds, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    from_run,
+                    to_run,
+                    "failed" if error is not None else "done",
+                    json.dumps([float(a) for a in alphas]),
+                    curve_text,
+                    error,
+                    seconds,
+                    time.time(),
+                ),
             )
 
     # ---------------------------------------------------------------- reads
@@ -230,6 +342,48 @@ class Store:
                 finished=row[11],
                 seconds=row[12],
                 steps=row[13],
+            )
+            for row in rows
+        ]
+
+    def profile(self, run_id: str, name: str) -> list[float]:
+        """The values of one profile of one run, by position (empty if it has none)."""
+        rows = self._connection.execute(
+            "SELECT value FROM profiles WHERE run_id = ? AND name = ? ORDER BY position",
+            (run_id, name),
+        ).fetchall()
+        return [float("nan") if value is None else float(value) for (value,) in rows]
+
+    def with_weights(self) -> set[str]:
+        """The ids of the runs whose final weights are stored."""
+        return {row[0] for row in self._connection.execute("SELECT run_id FROM weights")}
+
+    def weights(self, run_id: str) -> bytes | None:
+        """The stored final ``state_dict`` of a run (``torch.save`` bytes), or ``None``."""
+        row = self._connection.execute(
+            "SELECT state FROM weights WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def interpolations(self) -> list[InterpolationRecord]:
+        """Every stored interpolation, in the order they were recorded."""
+        rows = self._connection.execute(
+            "SELECT name, from_run, to_run, status, alphas, curve, error, seconds "
+            "FROM interpolations ORDER BY rowid"
+        ).fetchall()
+        return [
+            InterpolationRecord(
+                name=row[0],
+                from_run=row[1],
+                to_run=row[2],
+                status=row[3],
+                alphas=tuple(json.loads(row[4])),
+                curve={
+                    key: [float(_unnumber(v)) for v in values]
+                    for key, values in json.loads(row[5] or "{}").items()
+                },
+                error=row[6],
+                seconds=row[7],
             )
             for row in rows
         ]

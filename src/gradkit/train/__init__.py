@@ -11,6 +11,7 @@ Example:
     >>> result.test_accuracy
 """
 
+from gradkit.train._build import build_model
 from gradkit.train._callbacks import HOOKS, Callback, TrainContext
 from gradkit.train._checkpoint import (
     CheckpointError,
@@ -59,6 +60,7 @@ __all__ = [
     "TrainContext",
     "Trainer",
     "TrainingData",
+    "build_model",
     "config_from_dict",
     "config_to_dict",
     "config_to_toml",
