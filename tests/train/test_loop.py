@@ -19,6 +19,7 @@ from gradkit.train import (
     EVAL_FIELDS,
     STEP_FIELDS,
     Config,
+    ConfigError,
     TrainingData,
     load_checkpoint,
     load_config,
@@ -195,6 +196,33 @@ def test_agc_clips_every_unit_but_the_head(data: TrainingData, make_config: Call
         assert torch.equal(before["head.bias"], after["head.bias"])
         clipped |= not torch.equal(before["input.weight"], after["input.weight"])
     assert clipped
+
+
+def test_agc_leaves_excluded_parameters_alone(data: TrainingData, make_config: Callable) -> None:
+    recorder = GradientsAtStep()
+    config = make_config("train.steps=3", "optim.agc=0.001", 'optim.agc_exclude=["input.*"]')
+    assert config.optim.agc_exclude == ("input.*",)
+    train(config, data=data, callbacks=[recorder])
+    clipped = False
+    for before, after in zip(recorder.before, recorder.at_step, strict=True):
+        assert torch.equal(before["input.weight"], after["input.weight"])
+        assert torch.equal(before["input.bias"], after["input.bias"])
+        others = [name for name in before if not name.startswith(("input.", "head."))]
+        assert others
+        clipped |= any(not torch.equal(before[n], after[n]) for n in others)
+    assert clipped
+
+
+def test_agc_exclude_names_a_pattern_that_matches_nothing(
+    data: TrainingData, make_config: Callable
+) -> None:
+    config = make_config("optim.agc=0.01", 'optim.agc_exclude=["*skip_gain"]')
+    with pytest.raises(ConfigError, match=r"agc_exclude pattern '\*skip_gain' matches no param"):
+        train(config, data=data)
+    with pytest.raises(ConfigError, match=r"optim.agc_exclude must be a list of strings, got 3"):
+        make_config("optim.agc_exclude=3")
+    with pytest.raises(ConfigError, match=r"optim.agc_exclude must be a list of strings"):
+        make_config('optim.agc_exclude=["ok", ""]')
 
 
 def test_global_norm_clipping(data: TrainingData, make_config: Callable) -> None:

@@ -134,6 +134,8 @@ def _describe(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     if origin is dict:
         return "a table"
+    if origin is tuple:
+        return "a list of strings"
     if origin is Literal:
         return "one of " + ", ".join(map(repr, typing.get_args(annotation)))
     if origin in (typing.Union, types.UnionType):
@@ -164,6 +166,12 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
         if value in typing.get_args(annotation) and isinstance(value, str):
             return value
         return _wrong(key, value, annotation)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(item, str) and item for item in value
+        ):
+            return _wrong(key, value, annotation)
+        return tuple(value)
     if typing.get_origin(annotation) is dict or annotation is dict:
         annotation = dict
     if not _fits(value, annotation):
@@ -178,6 +186,8 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
 def _fits(value: Any, annotation: Any) -> bool:
     if typing.get_origin(annotation) is dict:
         annotation = dict
+    if typing.get_origin(annotation) is tuple:
+        return isinstance(value, (list, tuple)) and all(isinstance(v, str) and v for v in value)
     if annotation is bool:
         return isinstance(value, bool)
     if annotation is int:

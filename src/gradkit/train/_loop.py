@@ -9,6 +9,7 @@ steps, at the intervals the config gives.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import math
 import random
 import sys
@@ -109,7 +110,7 @@ class Trainer:
             self.network = DistributedDataParallel(self.model, device_ids=ids)
         head = getattr(self.model, "head", None)
         head_ids = set() if head is None else {id(p) for p in head.parameters()}
-        self.body = [p for p in self.model.parameters() if id(p) not in head_ids]
+        self.clipped = _agc_parameters(self.model, head_ids, config.optim.agc_exclude)
         torch.manual_seed(settings.seed + dist.rank)  # dropout differs per process
 
         self.step, self.skipped, self.seconds_before = 0, 0, 0.0
@@ -297,10 +298,13 @@ class Trainer:
         return total
 
     def clip(self) -> float | None:
-        """AGC on every parameter but the head's, then global-norm clipping; returns the norm."""
+        """AGC (all but the head and ``optim.agc_exclude``), then global-norm clipping.
+
+        Returns the global norm (None without global-norm clipping).
+        """
         optim = self.config.optim
         if optim.agc is not None:
-            adaptive_clip_grad_(self.body, optim.agc, optim.agc_eps)
+            adaptive_clip_grad_(self.clipped, optim.agc, optim.agc_eps)
         if optim.clip_grad_norm is None:
             return None
         return torch.nn.utils.clip_grad_norm_(self.model.parameters(), optim.clip_grad_norm).item()
@@ -371,6 +375,21 @@ class Trainer:
     def _call(self, hook: str, *args: Any) -> None:
         for method in self.hooks[hook]:
             method(*args)
+
+
+def _agc_parameters(
+    model: torch.nn.Module, head_ids: set[int], exclude: Sequence[str]
+) -> list[torch.nn.Parameter]:
+    """The parameters AGC clips: all but the head's and those named by ``exclude`` patterns."""
+    named = [(name, p) for name, p in model.named_parameters() if id(p) not in head_ids]
+    for pattern in exclude:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name, _ in named):
+            examples = ", ".join(name for name, _ in named[:4])
+            raise ConfigError(
+                f"config: optim.agc_exclude pattern {pattern!r} matches no parameter of the "
+                f"model (outside the head); names look like: {examples}"
+            )
+    return [p for name, p in named if not any(fnmatch.fnmatchcase(name, pat) for pat in exclude)]
 
 
 def _seed_everything(seed: int) -> None:

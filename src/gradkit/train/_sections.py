@@ -86,6 +86,11 @@ class OptimConfig:
         agc: adaptive gradient clipping factor, applied to every parameter but the head's
             (``None``: off; arXiv 2102.06171).
         agc_eps: AGC's floor on parameter norms.
+        agc_exclude: names of further parameters AGC leaves alone, as shell patterns
+            (``["*skip_gain"]``). A zero-initialised skip gain of an NF-ResNet gets a clipped
+            gradient of at most ``agc * agc_eps`` per step, so in a short run it stays near 0
+            and its residual branch unused; excluding the gains is a departure from the paper
+            (which clips all but the classifier) that short runs need.
         sam_rho: sharpness-aware minimization radius (``None``: plain steps; arXiv 2010.01412).
         sam_adaptive: ASAM instead of SAM.
     """
@@ -97,6 +102,7 @@ class OptimConfig:
     clip_grad_norm: float | None = None
     agc: float | None = None
     agc_eps: float = 1e-3
+    agc_exclude: tuple[str, ...] = ()
     sam_rho: float | None = None
     sam_adaptive: bool = False
 
