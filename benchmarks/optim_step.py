@@ -1,16 +1,21 @@
 """Step time of every gradkit optimizer against torch.optim, timm, pytorch_optimizer and the floor.
 
 The floor of an optimizer step is the memory traffic its algorithm cannot avoid (the arrays it
-must read and write once per parameter, below) divided by the memory bandwidth measured in the
-same run with a triad kernel (a = b + s c). Every time is reported as a multiple of that floor,
-and gradkit's against the fastest torch.optim path for the same algorithm (fused where torch has
-a fused CPU kernel: SGD, Adagrad, Adam, AdamW; foreach otherwise).
+must read and write once per parameter, below) divided by the memory bandwidth of an in-place
+``a += s b`` kernel measured in the same interleaved rounds as the steps. Every time is reported
+as a multiple of that floor, and gradkit's against the fastest torch.optim path for the same
+algorithm (fused where torch has a fused CPU kernel: SGD, Adagrad, Adam, AdamW; foreach
+otherwise), and for LAMB and LARS against timm's and pytorch_optimizer's. Each implementation
+also reports the peak memory one step adds (Linux: resident-set high-water mark).
 
 Parameters are laid out as in a real network: four large matrices hold 99% of them and 64
 vectors (biases, norm gains) the rest. float32, ``--threads`` intra-op threads (default 2).
+The implementations of one algorithm take their steps in turn, so that load from elsewhere on
+the machine falls on all of them alike; on a shared machine run it at high priority
+(``nice -n -20``, as root).
 
-Run (about 15 minutes on 2 cores; each fused optimizer compiles once per size):
-    python benchmarks/optim_step.py --sizes 1M,10M,50M --fused-sizes 10M \\
+Run (about 20 minutes on 2 cores; each fused optimizer compiles once per size):
+    nice -n -20 python benchmarks/optim_step.py --sizes 1M,10M,50M \\
         --json benchmarks/optim_step.json --markdown benchmarks/optim_step.md
 
 timm and pytorch_optimizer are compared when installed (``pip install '.[bench]'``). timm's
@@ -21,6 +26,7 @@ torchvision is not needed.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib.util
 import json
 import os
@@ -106,27 +112,69 @@ def make_parameters(shapes: list[tuple[int, ...]], seed: int = 0) -> list[torch.
     return params
 
 
-def time_steps(step: Callable[[], Any], warmup: int, repeats: int) -> float:
-    """Median seconds per step after ``warmup`` steps."""
-    for _ in range(warmup):
-        step()
-    times = []
+def time_interleaved(
+    steps: dict[str, Callable[[], Any]], warmups: dict[str, int], repeats: int
+) -> dict[str, dict[str, float]]:
+    """Median and minimum seconds per step of each candidate, their steps interleaved.
+
+    One step of each candidate in turn, ``repeats`` rounds: a burst of load from elsewhere on
+    the machine then slows every candidate of a round alike, and ratios between them hold
+    better than times taken one candidate after another. The minimum is the time of a step
+    that nothing disturbed.
+    """
+    for label, step in steps.items():
+        for _ in range(warmups[label]):
+            step()
+    times: dict[str, list[float]] = {label: [] for label in steps}
     for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for label, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[label].append(time.perf_counter() - start)
+    return {
+        label: {"median_s": statistics.median(values), "min_s": min(values)}
+        for label, values in times.items()
+    }
 
 
-def triad_bandwidth(elements: int = 20_000_000, repeats: int = 10) -> float:
-    """Bytes per second of a = b + s c (three float32 arrays), best of ``repeats``."""
-    a, b, c = torch.empty(elements), torch.rand(elements), torch.rand(elements)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.add(b, c, alpha=1.5, out=a)
-        best = min(best, time.perf_counter() - start)
-    return 3 * 4 * elements / best
+def _resident_bytes() -> dict[str, int]:
+    with open("/proc/self/status") as status:
+        fields = dict(line.split(":", 1) for line in status if ":" in line)
+    return {key: int(fields[key].split()[0]) * 1024 for key in ("VmRSS", "VmHWM")}
+
+
+def peak_extra_bytes(step: Callable[[], Any]) -> int | None:
+    """Peak resident memory a step adds over what was resident before it (Linux only).
+
+    Free heap memory is first returned to the system (``malloc_trim``) so that every buffer the
+    step allocates must be faulted in anew, and the peak-RSS mark is reset
+    (``/proc/self/clear_refs``); the step's peak is then the mark minus the resident size
+    before it. None where either is unavailable.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+        before = _resident_bytes()["VmRSS"]
+        step()
+        return max(0, _resident_bytes()["VmHWM"] - before)
+    except OSError:
+        return None
+
+
+BANDWIDTH_ELEMENTS = 20_000_000
+"""Length of the arrays of the bandwidth kernel: 160 MB in all, far beyond the caches."""
+
+
+def bandwidth_kernel() -> Callable[[], Any]:
+    """``a += s b`` over two float32 arrays: 12 bytes per element, the in-place pattern.
+
+    An optimizer reads and writes its arrays in place, so a cache line it writes was read just
+    before; this kernel moves memory the same way. (The out-of-place triad ``a = b + s c`` also
+    pays a hidden read of every line it writes, and reports about 3/4 of this bandwidth.)
+    """
+    a, b = torch.rand(BANDWIDTH_ELEMENTS), torch.rand(BANDWIDTH_ELEMENTS)
+    return lambda: a.add_(b, alpha=1e-3)
 
 
 def load_peers() -> dict[str, Callable[..., torch.optim.Optimizer]]:
@@ -159,10 +207,66 @@ def load_peers() -> dict[str, Callable[..., torch.optim.Optimizer]]:
     return peers
 
 
+def candidates(
+    name: str, fused_here: bool, peers: dict[str, Callable[..., torch.optim.Optimizer]]
+) -> dict[str, tuple[Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer], int]]:
+    """Every implementation of algorithm ``name`` to time: label -> (build, warm-up steps)."""
+    options = GRADKIT_OPTIONS.get(name, {})
+    spec = OPTIMIZERS[name]
+    built: dict[str, tuple[Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer], int]] = {
+        "eager": (lambda params: spec.create(params, **options), 2)
+    }
+    if fused_here:
+        # The first step runs eagerly (fresh state), the second compiles.
+        built["fused"] = (lambda params: spec.create(params, fused=True, **options), 3)
+    if name in TORCH_EQUIVALENT:
+        class_name, torch_options, has_fused = TORCH_EQUIVALENT[name]
+        path = {"fused": True} if has_fused else {"foreach": True}
+        cls = getattr(torch.optim, class_name)
+        built["torch"] = (lambda params: cls(params, **torch_options, **path), 2)
+    if name in ("lamb", "lars"):
+        for label, build in peers.items():
+            if name in label.lower():
+                built[label] = (build, 2)
+    return built
+
+
+def measure_algorithm(
+    name: str,
+    shapes: list[tuple[int, ...]],
+    fused_here: bool,
+    peers: dict[str, Callable[..., torch.optim.Optimizer]],
+    repeats: int,
+) -> dict[str, Any]:
+    """Time, peak memory and compile time of every implementation of one algorithm.
+
+    The bandwidth kernel runs in the same interleaved rounds, so the floor of this row is
+    measured under the same conditions as its steps.
+    """
+    built = candidates(name, fused_here, peers)
+    optimizers = {label: build(make_parameters(shapes)) for label, (build, _) in built.items()}
+    steps: dict[str, Callable[[], Any]] = {"bandwidth": bandwidth_kernel()}
+    steps.update({label: optimizer.step for label, optimizer in optimizers.items()})
+    warmups = {"bandwidth": 2, **{label: warmup for label, (_, warmup) in built.items()}}
+    timings = time_interleaved(steps, warmups, repeats)
+    count = sum(torch.Size(shape).numel() for shape in shapes)
+    bandwidth = 12 * BANDWIDTH_ELEMENTS / timings["bandwidth"]["median_s"]
+    row: dict[str, Any] = {
+        "bandwidth_bytes_per_second": bandwidth,
+        "floor_s": BYTES_PER_PARAMETER[name] * count / bandwidth,
+    }
+    for label, optimizer in optimizers.items():
+        entry = {**timings[label], "peak_extra_bytes": peak_extra_bytes(optimizer.step)}
+        if label == "fused":
+            entry["compile_s"] = optimizer.compile_seconds
+        if label == "torch":
+            entry["path"] = "fused" if TORCH_EQUIVALENT[name][2] else "foreach"
+        row[label] = entry
+    return row
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
-    bandwidth = triad_bandwidth()
-    print(f"triad bandwidth: {bandwidth / 1e9:.2f} GB/s, {args.threads} threads", flush=True)
     peers = load_peers()
     names = list(OPTIMIZERS) if args.optimizers == "all" else args.optimizers.split(",")
     results: dict[str, Any] = {
@@ -172,101 +276,94 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "machine": platform.machine(),
         "processor": platform.processor(),
         "threads": args.threads,
-        "bandwidth_bytes_per_second": bandwidth,
         "sizes": {},
     }
+    fused_sizes = args.fused_sizes.split(",")
     for size_text in args.sizes.split(","):
-        size = parse_size(size_text)
-        shapes = layout(size)
+        shapes = layout(parse_size(size_text))
         count = sum(torch.Size(shape).numel() for shape in shapes)
-        fused_here = size_text in args.fused_sizes.split(",")
         rows: dict[str, Any] = {}
         for name in names:
-            floor = BYTES_PER_PARAMETER[name] * count / bandwidth
-            row: dict[str, Any] = {"floor_s": floor}
-            options = GRADKIT_OPTIONS.get(name, {})
-            for fused in (False, True) if fused_here else (False,):
-                params = make_parameters(shapes)
-                optimizer = OPTIMIZERS[name].create(params, fused=fused, **options)
-                # Fused: the first step runs eagerly (fresh state), the second compiles.
-                seconds = time_steps(optimizer.step, 2 if fused else 1, args.repeats)
-                key = "fused" if fused else "eager"
-                row[f"gradkit_{key}_s"] = seconds
-                if fused:
-                    row["compile_s"] = optimizer.compile_seconds
-                del optimizer, params
-            if name in TORCH_EQUIVALENT:
-                class_name, torch_options, has_fused = TORCH_EQUIVALENT[name]
-                params = make_parameters(shapes)
-                path = {"fused": True} if has_fused else {"foreach": True}
-                optimizer = getattr(torch.optim, class_name)(params, **torch_options, **path)
-                row["torch_s"] = time_steps(optimizer.step, 1, args.repeats)
-                row["torch_path"] = "fused" if has_fused else "foreach"
-                del optimizer, params
+            row = measure_algorithm(name, shapes, size_text in fused_sizes, peers, args.repeats)
             rows[name] = row
             print(f"{size_text:>4} {name:9s} " + _summary(row), flush=True)
-        peer_rows = {}
-        for label, build in peers.items():
-            params = make_parameters(shapes)
-            optimizer = build(params)
-            algorithm = "lamb" if "lamb" in label.lower() else "lars"
-            floor = BYTES_PER_PARAMETER[algorithm] * count / bandwidth
-            seconds = time_steps(optimizer.step, 1, args.repeats)
-            peer_rows[label] = {"floor_s": floor, "step_s": seconds, "algorithm": algorithm}
-            print(f"{size_text:>4} {label}: {seconds * 1e3:.1f} ms", flush=True)
-            del optimizer, params
-        results["sizes"][size_text] = {"parameters": count, "gradkit": rows, "peers": peer_rows}
+        results["sizes"][size_text] = {"parameters": count, "rows": rows}
     return results
 
 
 def _summary(row: dict[str, Any]) -> str:
-    parts = [f"eager {row['gradkit_eager_s'] * 1e3:8.1f} ms"]
-    if "gradkit_fused_s" in row:
-        parts.append(f"fused {row['gradkit_fused_s'] * 1e3:8.1f} ms")
-    if "torch_s" in row:
-        parts.append(f"torch {row['torch_path']} {row['torch_s'] * 1e3:8.1f} ms")
-    parts.append(f"floor {row['floor_s'] * 1e3:6.1f} ms")
-    return "  ".join(parts)
+    parts = [
+        f"{label} {entry['median_s'] * 1e3:.1f} ms"
+        for label, entry in row.items()
+        if isinstance(entry, dict)
+    ]
+    bandwidth = row["bandwidth_bytes_per_second"] / 1e9
+    return "  ".join([*parts, f"floor {row['floor_s'] * 1e3:.1f} ms ({bandwidth:.1f} GB/s)"])
+
+
+def _ms(entry: dict[str, Any] | None, floor: float) -> str:
+    if entry is None:
+        return "-"
+    return f"{entry['median_s'] * 1e3:.1f} ({entry['median_s'] / floor:.2f}x)"
+
+
+def _memory(entry: dict[str, Any] | None, parameter_bytes: int) -> str:
+    if entry is None or entry.get("peak_extra_bytes") is None:
+        return "-"
+    return f"{entry['peak_extra_bytes'] / parameter_bytes:.2f}"
+
+
+def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
+    return "-" if a is None or b is None else f"{a['median_s'] / b['median_s']:.2f}"
 
 
 def markdown(results: dict[str, Any]) -> str:
     lines = [
-        f"Bandwidth (triad): {results['bandwidth_bytes_per_second'] / 1e9:.2f} GB/s; "
-        f"{results['threads']} threads; torch {results['torch']}; float32.",
+        f"{results['threads']} threads; torch {results['torch']}; float32. Times are medians "
+        "of interleaved steps; the floor of each row uses the bandwidth of `a += s b` measured "
+        "in the same rounds (GB/s column); memory is the peak a step adds, in "
+        "parameter-sized buffers.",
         "",
     ]
     for size_text, size in results["sizes"].items():
+        parameter_bytes = 4 * size["parameters"]
         lines += [
             f"### {size_text} parameters ({size['parameters']:,})",
             "",
-            "| optimizer | floor ms | gradkit eager ms (x floor) | gradkit fused ms (x floor) "
-            "| compile s | torch ms (path, x floor) | fused / torch |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| optimizer | GB/s | floor ms | gradkit eager ms (x floor) "
+            "| gradkit fused ms (x floor) | compile s | torch ms (x floor) | torch path "
+            "| fused / torch | extra memory eager / fused / torch |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
         ]
-        for name, row in size["gradkit"].items():
+        peer_lines = []
+        adam = size["rows"].get("adam", {}).get("torch")
+        for name, row in size["rows"].items():
             floor = row["floor_s"]
-
-            def cell(seconds: float | None, floor: float = floor) -> str:
-                if seconds is None:
-                    return "-"
-                return f"{seconds * 1e3:.1f} ({seconds / floor:.2f}x)"
-
-            fused = row.get("gradkit_fused_s")
-            torch_s = row.get("torch_s")
-            torch_cell = "-" if torch_s is None else f"{torch_s * 1e3:.1f} ({row['torch_path']}, "
-            if torch_s is not None:
-                torch_cell += f"{torch_s / floor:.2f}x)"
-            ratio = "-" if fused is None or torch_s is None else f"{fused / torch_s:.2f}"
-            compile_s = "-" if "compile_s" not in row else f"{row['compile_s']:.0f}"
+            eager, fused, reference = row["eager"], row.get("fused"), row.get("torch")
+            compile_s = "-" if fused is None else f"{fused['compile_s']:.0f}"
+            path = "-" if reference is None else reference["path"]
+            memory = " / ".join(_memory(e, parameter_bytes) for e in (eager, fused, reference))
+            gigabytes = row["bandwidth_bytes_per_second"] / 1e9
             lines.append(
-                f"| {name} | {floor * 1e3:.1f} | {cell(row['gradkit_eager_s'])} | {cell(fused)} "
-                f"| {compile_s} | {torch_cell} | {ratio} |"
+                f"| {name} | {gigabytes:.1f} | {floor * 1e3:.1f} | {_ms(eager, floor)} "
+                f"| {_ms(fused, floor)} "
+                f"| {compile_s} | {_ms(reference, floor)} | {path} | {_ratio(fused, reference)} "
+                f"| {memory} |"
             )
-        if size["peers"]:
-            lines += ["", "| peer | step ms (x floor) |", "| --- | ---: |"]
-            for label, row in size["peers"].items():
-                multiple = row["step_s"] / row["floor_s"]
-                lines.append(f"| {label} | {row['step_s'] * 1e3:.1f} ({multiple:.2f}x) |")
+            for label, entry in row.items():
+                if " " in label and isinstance(entry, dict):  # a peer: "timm Lamb"
+                    peer_lines.append(
+                        f"| {label} | {_ms(entry, floor)} | {_ratio(entry, fused)} "
+                        f"| {_ratio(fused, adam)} | {_memory(entry, parameter_bytes)} |"
+                    )
+        if peer_lines:
+            lines += [
+                "",
+                "| peer | step ms (x floor) | peer / gradkit fused | gradkit fused / torch "
+                "fused Adam | extra memory |",
+                "| --- | ---: | ---: | ---: | ---: |",
+                *peer_lines,
+            ]
         lines.append("")
     return "\n".join(lines)
 
@@ -274,7 +371,9 @@ def markdown(results: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1M,10M,50M")
-    parser.add_argument("--fused-sizes", default="10M", help="sizes at which to compile")
+    parser.add_argument(
+        "--fused-sizes", default="1M,10M,50M", help="sizes at which to time the fused path too"
+    )
     parser.add_argument("--optimizers", default="all", help="registry names, comma-separated")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)

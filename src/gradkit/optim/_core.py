@@ -49,6 +49,8 @@ class Bucket:
         scalars: on the fused path, each transformation's per-step numbers
             (:meth:`GradientTransformation.scalars`), computed before the element-wise
             program; empty on the eager path.
+        pending: on the fused path, the increment the counters in ``steps`` have yet to
+            receive (1 while the scalars are computed: the compiled program counts the step).
 
     Transformations read numbers with :meth:`value` and ask :meth:`is_off` before skipping
     work; booleans (``nesterov``, ``amsgrad``) are read from ``group`` directly.
@@ -63,6 +65,8 @@ class Bucket:
     hypers: dict[str, Any] | None = None
     off: frozenset[str] = frozenset()
     scalars: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pending: int = 0
+    _stacked: Tensor | None = field(default=None, repr=False)
 
     def value(self, key: str) -> Any:
         """A numeric hyperparameter: the group's number (eager) or a 0-d tensor (fused)."""
@@ -79,7 +83,9 @@ class Bucket:
         """
         if self.hypers is None:
             return [function(step) for step in self.steps]
-        return function(torch.stack(self.steps).to(torch.float64))
+        if self._stacked is None:  # stacked once per step, whatever the number of scalars
+            self._stacked = torch.stack(self.steps).to(torch.float64)
+        return function(self._stacked + self.pending)
 
     def is_off(self, key: str) -> bool:
         """Whether ``key`` is ``None`` or 0 in this group (a structural, not a numeric, fact)."""
@@ -140,18 +146,14 @@ class GradientTransformation:
         Bias corrections, NAdam's momentum schedule, RAdam's rectification: per-parameter
         scalars, not arrays. Override to return them by name (use :meth:`Bucket.per_step`)
         and read them in :meth:`apply` with :meth:`step_scalars`. On the fused path they are
-        computed in a program of their own, before the element-wise one: inductor inlines
-        scalar arithmetic into every consumer loop, so a ``beta ** step`` left in the
-        element-wise program is recomputed once per vector of every parameter (a libm ``pow``
-        that the C++ compiler may not hoist), which made fused Adam 2x slower than torch's
-        fused kernel. May update 0-d counters in the state (NAdam's ``mu_product``): it runs
-        once per step.
+        computed eagerly, on small tensors, before the compiled program, which takes them as
+        inputs: inductor inlines scalar arithmetic into every consumer loop, so a
+        ``beta ** step`` inside the compiled program is recomputed once per vector of every
+        parameter (a libm ``pow`` that the C++ compiler may not hoist), which made fused Adam
+        2x slower than torch's fused kernel. May update 0-d counters in the state (NAdam's
+        ``mu_product``): it runs once per step.
         """
         return None
-
-    def uses_scalars(self) -> bool:
-        """Whether :meth:`scalars` is overridden (the fused path then runs two programs)."""
-        return type(self).scalars is not GradientTransformation.scalars
 
     def precompute(self, buckets: Sequence[Bucket]) -> None:
         """Store :meth:`scalars` of every bucket in ``bucket.scalars`` (the fused path)."""
@@ -219,9 +221,6 @@ class Chain(GradientTransformation):
         for transformation in self.transformations:
             transformation.update(buckets)
 
-    def uses_scalars(self) -> bool:
-        return any(t.uses_scalars() for t in self.transformations)
-
     def precompute(self, buckets: Sequence[Bucket]) -> None:
         for transformation in self.transformations:
             transformation.precompute(buckets)
@@ -281,9 +280,6 @@ class Conditional(GradientTransformation):
         chosen = self._chosen(buckets)
         if chosen:
             self.inner.update(chosen)
-
-    def uses_scalars(self) -> bool:
-        return self.inner.uses_scalars()
 
     def precompute(self, buckets: Sequence[Bucket]) -> None:
         chosen = self._chosen(buckets)

@@ -12,6 +12,10 @@ tensors, and only structural facts (which keys are 0 or ``None``, booleans such 
 specialized on. A new ``lr``, ``momentum`` or ``betas`` therefore never triggers a
 recompilation; switching ``momentum`` between 0 and non-zero does, once.
 
+Per-step scalars (bias corrections, NAdam's and RAdam's schedules) are computed before the
+compiled program, eagerly on one small vector per bucket, and enter it as inputs: inside it,
+inductor would inline them into every element-wise loop and recompute them per vector.
+
 Compiled code is cached on disk by inductor (its FX graph cache) and reused by later processes
 with the same chain, shapes and torch version; :attr:`FusedStep.compile_seconds` reports the
 time spent in calls that compiled.
@@ -30,22 +34,26 @@ from torch import Tensor
 from gradkit.optim._core import Bucket, GradientTransformation, is_off
 
 
-def _count_and_precompute(
-    transformation: GradientTransformation, buckets: Sequence[Bucket]
-) -> None:
-    """The scalar program: count the step, then every transformation's per-step scalars."""
+def _precompute(transformation: GradientTransformation, buckets: Sequence[Bucket]) -> None:
+    """Every transformation's per-step scalars, eagerly, before the compiled program.
+
+    A few small tensor operations per bucket (the counters are stacked into one vector): cheaper
+    than a second compiled call, whose guards alone would check every counter. The counters are
+    incremented by the compiled program that follows, so they are one short here
+    (``bucket.pending``).
+    """
+    for bucket in buckets:
+        bucket.pending = 1
+    transformation.precompute(buckets)
+    for bucket in buckets:
+        bucket.pending = 0
+        bucket._stacked = None  # the counters move on in the compiled program
+
+
+def _run_chain(transformation: GradientTransformation, buckets: Sequence[Bucket]) -> None:
+    """The element-wise program: count, copy the gradient, transform, apply."""
     for bucket in buckets:
         torch._foreach_add_(bucket.steps, 1)
-    transformation.precompute(buckets)
-
-
-def _run_chain(
-    transformation: GradientTransformation, buckets: Sequence[Bucket], count: bool
-) -> None:
-    """The element-wise program: (count,) copy the gradient, transform, apply."""
-    for bucket in buckets:
-        if count:
-            torch._foreach_add_(bucket.steps, 1)
         if bucket.group["maximize"]:
             bucket.updates = torch._foreach_neg(bucket.updates)
         else:
@@ -70,28 +78,29 @@ def _compiled_copy(function: Any) -> Any:
     """
     code = function.__code__.replace()
     copy = types.FunctionType(code, function.__globals__, function.__name__)
-    return torch.compile(copy, fullgraph=True, dynamic=False)
+    # Dynamo's guards already check every input's shape, stride and dtype before the call;
+    # inductor's own asserts would check them again, one Python call per tensor per step.
+    options = {"size_asserts": False, "alignment_asserts": False}
+    return torch.compile(copy, fullgraph=True, dynamic=False, options=options)
 
 
 class FusedStep:
     """Runs one optimizer's chain compiled; holds its hyperparameter tensors and compile time.
 
-    A step is one compiled program, or two when a transformation has per-step scalars (bias
-    corrections; see :meth:`GradientTransformation.scalars`): a tiny scalar program, whose
-    results reach the element-wise program as inputs, so that the element-wise kernels read
-    them instead of recomputing them for every vector of every parameter.
+    A step is the per-step scalars (bias corrections; see
+    :meth:`GradientTransformation.scalars`), computed eagerly on small tensors, then one compiled
+    program that takes them as inputs: its element-wise kernels read them instead of recomputing
+    them for every vector of every parameter.
     """
 
     def __init__(self, transformation: GradientTransformation) -> None:
         self.transformation = transformation
-        self._two_programs = transformation.uses_scalars()
-        self._scalars = _compiled_copy(_count_and_precompute) if self._two_programs else None
         self._compiled = _compiled_copy(_run_chain)
         self._tensors: dict[tuple[int, str], Any] = {}
         self.compile_seconds = 0.0
         """Wall time of the calls that compiled (0 when inductor's cache had everything)."""
         self.compilations = 0
-        """How many calls compiled a new program (one call may compile both programs)."""
+        """How many calls compiled a new program."""
 
     def _tensor(self, index: int, key: str, value: Any) -> Any:
         """The 0-d tensor standing for ``value`` (refilled in place, never re-created)."""
@@ -126,9 +135,8 @@ class FusedStep:
         counters = torch._dynamo.utils.counters["stats"]
         before = counters["unique_graphs"]
         start = time.perf_counter()
-        if self._scalars is not None:
-            self._scalars(self.transformation, buckets)
-        self._compiled(self.transformation, buckets, not self._two_programs)
+        _precompute(self.transformation, buckets)
+        self._compiled(self.transformation, buckets)
         if counters["unique_graphs"] != before:
             self.compilations += 1
             self.compile_seconds += time.perf_counter() - start

@@ -19,6 +19,11 @@ def norms(tensors: list[Tensor]) -> list[Tensor]:
     dtype = tensors[0].dtype
     if dtype not in (torch.float32, torch.float64):
         dtype = torch.float32
+    if torch.compiler.is_compiling():
+        # In a fused step, a reduction that inductor can fuse into the loop producing the tensor
+        # (LAMB's update: its norm is accumulated while it is written). _foreach_norm is an
+        # opaque library call there: the update would be written, then read back by it.
+        return [torch.linalg.vector_norm(tensor, dtype=dtype) for tensor in tensors]
     return list(torch._foreach_norm(tensors, 2, dtype=dtype))
 
 
