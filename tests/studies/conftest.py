@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,14 +89,7 @@ def broken_arm() -> str:
 @pytest.fixture(scope="module")
 def finished_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The output directory of the tiny study, run to the end and reported."""
-    from gradkit.studies import run_study, write_report
-
-    directory = tmp_path_factory.mktemp("study")
-    spec = directory / "tiny.toml"
-    spec.write_text(tiny_spec_text(), encoding="utf-8")
-    run_study(spec, directory / "out", threads=1, progress=False)
-    write_report(directory / "out")
-    return directory / "out"
+    return _run_tiny(tmp_path_factory.mktemp("study"), tiny_spec_text())[0]
 
 
 @pytest.fixture
@@ -107,13 +101,19 @@ def interpolation() -> str:
 @pytest.fixture(scope="module")
 def interpolated_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny study with :data:`INTERPOLATION`, run (each run's directory kept) and reported."""
-    from gradkit.studies import run_study, write_report
-
     directory = tmp_path_factory.mktemp("interpolated")
-    spec = directory / "tiny.toml"
-    spec.write_text(tiny_spec_text(extra=INTERPOLATION), encoding="utf-8")
-    outcome = run_study(spec, directory / "out", threads=1, progress=False, keep_runs=True)
+    out, outcome = _run_tiny(directory, tiny_spec_text(extra=INTERPOLATION), keep_runs=True)
     assert outcome.failed == {} and outcome.interpolation_failed == {}
     assert len(outcome.interpolated) == 8  # 2 x 2 sweep points per seed, 2 seeds
+    return out
+
+
+def _run_tiny(directory: Path, text: str, **options: Any) -> tuple[Path, Any]:
+    """Run the study ``text`` in ``directory``/out and report it; (out, the runner's outcome)."""
+    from gradkit.studies import run_study, write_report
+
+    spec = directory / "tiny.toml"
+    spec.write_text(text, encoding="utf-8")
+    outcome = run_study(spec, directory / "out", threads=1, progress=False, **options)
     write_report(directory / "out")
-    return directory / "out"
+    return directory / "out", outcome

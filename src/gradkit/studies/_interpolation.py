@@ -47,7 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from gradkit._lookup import did_you_mean
-from gradkit.studies._spec import SpecError
+from gradkit.studies._spec import SpecError, check_table
 
 __all__ = ["INTERPOLATION_KEYS", "Interpolation", "compute_interpolations", "interpolation_curve"]
 
@@ -118,14 +118,7 @@ def parse_interpolations(
     parsed: list[Interpolation] = []
     for number, table in enumerate(tables, 1):
         where = f"{source}: interpolation {number}"
-        if not isinstance(table, Mapping):
-            raise SpecError(f"{where} must be a table, got {table!r}")
-        for key in table:
-            if key not in INTERPOLATION_KEYS:
-                raise SpecError(
-                    f"{where}: unknown key {key!r}{did_you_mean(key, INTERPOLATION_KEYS, n=1)} "
-                    f"(allowed: {', '.join(INTERPOLATION_KEYS)})"
-                )
+        table = check_table(table, INTERPOLATION_KEYS, where)
         name = table.get("name")
         if not isinstance(name, str) or not name:
             raise SpecError(f"{where}: needs a name (a non-empty string)")

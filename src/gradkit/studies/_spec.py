@@ -198,7 +198,8 @@ def _check_key(key: Any, where: str) -> str:
     raise SpecError(f"{where}: unknown key {key!r}{hint}")
 
 
-def _check_table(table: Any, allowed: tuple[str, ...], where: str) -> dict[str, Any]:
+def check_table(table: Any, allowed: tuple[str, ...], where: str) -> dict[str, Any]:
+    """``table`` as a dict, if it is a table whose keys are all ``allowed``; else SpecError."""
     if not isinstance(table, Mapping):
         raise SpecError(f"{where} must be a table, got {table!r}")
     for key in table:
@@ -237,10 +238,10 @@ def _higher_is_better(metric: str) -> bool:
 
 def parse_spec(values: Mapping[str, Any], *, source: str = "spec", name: str = "") -> StudySpec:
     """Validate the tables of a study file; ``source`` names it in error messages."""
-    _check_table(values, _TOP, source)
+    check_table(values, _TOP, source)
     if "study" not in values:
         raise SpecError(f"{source}: missing table [study]")
-    study = _check_table(values["study"], _TABLES["study"], f"{source}: [study]")
+    study = check_table(values["study"], _TABLES["study"], f"{source}: [study]")
     base = values.get("base", {})
     if not isinstance(base, Mapping):
         raise SpecError(f"{source}: [base] must be a table of config sections, got {base!r}")
@@ -333,7 +334,7 @@ def _parse_arms(arms: Any, sweep: dict[str, tuple[Any, ...]], source: str) -> tu
     parsed: list[Arm] = []
     for number, table in enumerate(arms, 1):
         where = f"{source}: arm {number}"
-        table = _check_table(table, _TABLES["arm"], where)
+        table = check_table(table, _TABLES["arm"], where)
         name = table.get("name")
         if not isinstance(name, str) or not name:
             raise SpecError(f"{where}: needs a name")
@@ -353,7 +354,7 @@ def _parse_arms(arms: Any, sweep: dict[str, tuple[Any, ...]], source: str) -> tu
 
 
 def _parse_claim(table: Any, spec: StudySpec, where: str) -> Claim:
-    table = _check_table(table, _TABLES["claim"], where)
+    table = check_table(table, _TABLES["claim"], where)
     for key in ("text", "arm", "baseline", "metric"):
         if not isinstance(table.get(key), str):
             raise SpecError(f"{where}: needs {key} (a string)")
