@@ -186,3 +186,21 @@ def test_element_wise_program_reads_bias_corrections_instead_of_recomputing_them
     assert len(codes) == 1
     assert "static_cast<int64_t>(1000L)" in codes[0]
     assert "pow" not in codes[0]
+
+
+def test_fused_lamb_keeps_its_update_in_a_workspace_not_a_fresh_buffer() -> None:
+    """LAMB holds the update between two passes; a buffer allocated per step was page-faulted
+    in anew every step (twice the step's memory traffic in time). It uses a kept workspace."""
+    from torch._inductor.utils import run_and_get_code
+
+    params = [nn.Parameter(torch.randn(1000)), nn.Parameter(torch.randn(10))]
+    for param in params:
+        param.grad = torch.randn_like(param)
+    optimizer = gko.LAMB(params, lr=1e-2, fused=True)
+    optimizer.step()
+    _, (code,) = run_and_get_code(optimizer.step)
+    assert "empty_strided_cpu((1000, )" not in code
+    workspace = optimizer._fused._workspaces[params[0]]
+    assert workspace.shape == params[0].shape and workspace.data_ptr() != params[0].data_ptr()
+    # The workspace is scratch memory, not state: the state dict is torch.optim's.
+    assert set(optimizer.state[params[0]]) == {"step", "exp_avg", "exp_avg_sq"}

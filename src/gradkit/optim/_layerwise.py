@@ -112,6 +112,14 @@ class ScaleByTrustRatio(GradientTransformation):
         bounds = group["weight_norm_bounds"]  # a structural choice: a compiled step specializes
         # phi clamps the weight norm; the zero guard still looks at the true norm.
         phi = None if bounds is None else [norm.clamp(*bounds) for norm in weight_norms]
+        if bucket.workspaces is not None:
+            # Fused: the update lives in the kept workspace, written once, read by the norm and
+            # by the scaled update below, which is computed out of place so that the
+            # workspace's final value is the update itself.
+            torch._foreach_copy_(bucket.workspaces, bucket.updates)
+            ratios = guarded_ratios(weight_norms, norms(bucket.workspaces), phi)
+            bucket.updates = torch._foreach_mul(bucket.workspaces, ratios)
+            return
         ratios = guarded_ratios(weight_norms, norms(bucket.updates), phi)
         torch._foreach_mul_(bucket.updates, ratios)
 
@@ -131,6 +139,9 @@ class ScaleByTrustRatio(GradientTransformation):
             add_scaled_(bucket.updates, bucket.params, weight_decay)
         if group["layer_adaptation"]:
             torch._foreach_mul_(bucket.updates, ratios)
+
+    def wants_workspace(self) -> bool:
+        return self.form == "lamb"
 
     def __repr__(self) -> str:
         return f"scale_by_trust_ratio(form={self.form!r})"
