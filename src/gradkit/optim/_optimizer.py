@@ -35,10 +35,20 @@ class ChainedOptimizer(torch.optim.Optimizer):
 
     With ``fused=True`` the whole step (all transformations, all groups) is compiled by
     ``torch.compile`` into a few fused kernels (see :mod:`gradkit.optim._fused`). It gives the
-    same numbers as the eager path up to float rounding, and it pays off on large models over
-    many steps: the first compiled step takes seconds to a minute (less when inductor's
-    on-disk cache has the graph), and on a tiny model the eager path is as fast. The first step
-    of new state runs eagerly, so that the compiled graph sees the steady-state structure.
+    same numbers as the eager path up to float rounding and moves each array about once per
+    step, close to the memory-bandwidth floor (``benchmarks/RESULTS.md``). Where it loses:
+
+    - the first compiled step takes 5-60 s on 2 CPU cores (much less when inductor's on-disk
+      cache already has the program), so short runs and quick experiments should stay eager;
+    - each step pays a fixed cost of about 0.5-1 ms on CPU for a model of ~70 parameter
+      tensors (guards over every tensor, bucketing, the per-step scalars), so on models below
+      about a million parameters torch.optim's fused kernels (SGD, Adagrad, Adam, AdamW) are
+      faster; from 10M parameters on it is within 1.2x of them and level at 50M, and it is
+      3-8x faster than torch's foreach path for the algorithms torch has no fused kernel for;
+    - fused LAMB keeps one parameter-sized workspace between steps (not in the state dict).
+
+    The default is therefore eager. The first step of new state runs eagerly, so that the
+    compiled program sees the steady-state structure.
 
     Args:
         params: parameters, or param-group dicts.
