@@ -47,7 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from gradkit._lookup import did_you_mean
-from gradkit.studies._spec import SpecError, check_table
+from gradkit.studies._spec import SpecError, named_tables
 
 __all__ = ["INTERPOLATION_KEYS", "Interpolation", "compute_interpolations", "interpolation_curve"]
 
@@ -116,15 +116,7 @@ def parse_interpolations(
     if not isinstance(tables, list):
         raise SpecError(f"{source}: interpolations must be an array of tables ([[interpolations]])")
     parsed: list[Interpolation] = []
-    for number, table in enumerate(tables, 1):
-        where = f"{source}: interpolation {number}"
-        table = check_table(table, INTERPOLATION_KEYS, where)
-        name = table.get("name")
-        if not isinstance(name, str) or not name:
-            raise SpecError(f"{where}: needs a name (a non-empty string)")
-        where = f"{source}: interpolation {name!r}"
-        if any(other.name == name for other in parsed):
-            raise SpecError(f"{source}: two interpolations are called {name!r}")
+    for where, name, table in named_tables(tables, INTERPOLATION_KEYS, "interpolation", source):
         for key in ("from", "to"):
             arm = table.get(key)
             if not isinstance(arm, str):

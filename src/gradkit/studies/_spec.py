@@ -52,7 +52,7 @@ import dataclasses
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -211,6 +211,26 @@ def check_table(table: Any, allowed: tuple[str, ...], where: str) -> dict[str, A
     return dict(table)
 
 
+def named_tables(
+    tables: list[Any], allowed: tuple[str, ...], kind: str, source: str
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """Each table of an array of named tables (arms, interpolations): ``(where, name, table)``.
+
+    Checks each is a table of ``allowed`` keys with a unique non-empty ``name``; ``where``
+    names it in messages (``"study.toml: arm 'sgd'"``).
+    """
+    names: set[str] = set()
+    for number, table in enumerate(tables, 1):
+        table = check_table(table, allowed, f"{source}: {kind} {number}")
+        name = table.get("name")
+        if not isinstance(name, str) or not name:
+            raise SpecError(f"{source}: {kind} {number}: needs a name (a non-empty string)")
+        if name in names:
+            raise SpecError(f"{source}: two {kind}s are called {name!r}")
+        names.add(name)
+        yield f"{source}: {kind} {name!r}", name, table
+
+
 def _axes(table: Any, where: str) -> dict[str, tuple[Any, ...]]:
     """``{key: (values...)}`` from a table of non-empty lists without repeats."""
     if not isinstance(table, Mapping):
@@ -332,15 +352,7 @@ def _parse_arms(arms: Any, sweep: dict[str, tuple[Any, ...]], source: str) -> tu
     if not isinstance(arms, list) or not arms:
         raise SpecError(f"{source}: arms must be a non-empty array of tables ([[arms]])")
     parsed: list[Arm] = []
-    for number, table in enumerate(arms, 1):
-        where = f"{source}: arm {number}"
-        table = check_table(table, _TABLES["arm"], where)
-        name = table.get("name")
-        if not isinstance(name, str) or not name:
-            raise SpecError(f"{where}: needs a name")
-        where = f"{source}: arm {name!r}"
-        if any(arm.name == name for arm in parsed):
-            raise SpecError(f"{source}: two arms are called {name!r}")
+    for where, name, table in named_tables(arms, _TABLES["arm"], "arm", source):
         overrides = table.get("set", {})
         if not isinstance(overrides, Mapping):
             raise SpecError(f"{where}: set must be a table of key = value, got {overrides!r}")
