@@ -167,11 +167,7 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
             return value
         return _wrong(key, value, annotation)
     if origin is tuple:
-        if not isinstance(value, (list, tuple)) or not all(
-            isinstance(item, str) and item for item in value
-        ):
-            return _wrong(key, value, annotation)
-        return tuple(value)
+        return tuple(value) if _fits(value, annotation) else _wrong(key, value, annotation)
     if typing.get_origin(annotation) is dict or annotation is dict:
         annotation = dict
     if not _fits(value, annotation):
