@@ -204,3 +204,41 @@ def test_fused_lamb_keeps_its_update_in_a_workspace_not_a_fresh_buffer() -> None
     assert workspace.shape == params[0].shape and workspace.data_ptr() != params[0].data_ptr()
     # The workspace is scratch memory, not state: the state dict is torch.optim's.
     assert set(optimizer.state[params[0]]) == {"step", "exp_avg", "exp_avg_sq"}
+
+
+@pytest.mark.parametrize("name", ["adam", "nadam", "adagrad"])
+def test_counters_are_views_of_one_vector_and_edits_of_them_are_honoured(name: str) -> None:
+    """The fused step keeps a bucket's 0-d counters as views of one vector (one operation
+    updates them all) and hands none of them to the compiled program: resetting one in place
+    or replacing them with tensors of another dtype gives eager's numbers, with no
+    recompilation (a counter that entered the program would be guarded on its dtype)."""
+    options = {"lr_decay": 0.01} if name == "adagrad" else {}
+    runs = {}
+    for fused in (False, True):
+        model = make_model(torch.float32)
+        optimizer = OPTIMIZERS[name].create(model.parameters(), fused=fused, lr=1e-2, **options)
+
+        def step(net: nn.Module = model, opt: torch.optim.Optimizer = optimizer) -> None:
+            opt.zero_grad()
+            nn.functional.mse_loss(net(INPUTS.float()), TARGETS.float()).backward()
+            opt.step()
+
+        for _ in range(5):
+            step()
+        first, *others = list(model.parameters())
+        if fused:
+            counters = [optimizer.state[p]["step"] for p in model.parameters()]
+            assert counters[0]._base is not None
+            assert all(counter._base is counters[0]._base for counter in counters)
+        optimizer.state[first]["step"].zero_()  # this parameter starts counting again
+        for param in others:
+            state = optimizer.state[param]
+            state["step"] = torch.tensor(float(state["step"]) + 10, dtype=torch.float64)
+        for _ in range(5):
+            step()
+        runs[fused] = torch.cat([p.detach().flatten() for p in model.parameters()])
+        counts = [float(optimizer.state[p]["step"]) for p in model.parameters()]
+        assert counts == [5.0] + [20.0] * len(others)
+        if fused:
+            assert optimizer._fused.compilations == 1
+    assert relative(runs[False], runs[True]) <= 1e-6

@@ -200,8 +200,8 @@ class ScaleByNadam(_Moments):
         psi = bucket.value("momentum_decay")
         mus = bucket.per_step(lambda t: beta1 * (1.0 - 0.5 * 0.96 ** (t * psi)))
         mus_next = bucket.per_step(lambda t: beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * psi)))
-        counters = [state["mu_product"] for state in bucket.states]
         if bucket.hypers is None:
+            counters = [state["mu_product"] for state in bucket.states]
             products = []
             for counter, mu in zip(counters, mus, strict=True):
                 counter *= mu
@@ -213,10 +213,10 @@ class ScaleByNadam(_Moments):
             ]
         else:
             # The same rounding with tensors: the product in the counter's dtype, the scales
-            # in float64.
-            updated = torch.stack(counters) * mus.to(counters[0].dtype)
-            torch._foreach_copy_(counters, list(updated.unbind()))
-            product = updated.to(torch.float64)
+            # in float64. The vector's elements are the state's counters.
+            counters = bucket.counters["mu_product"]
+            counters *= mus.to(counters.dtype)
+            product = counters.to(torch.float64)
             grad_scales = (1.0 - mus) / (1.0 - product)
             avg_scales = mus_next / (1.0 - product * mus_next)
         return {

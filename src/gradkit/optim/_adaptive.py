@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gradkit.optim._core import Bucket, GradientTransformation
+from gradkit.optim._core import Bucket, GradientTransformation, unstack
 from gradkit.optim._foreach import addcmul_, lerp_
 from gradkit.optim._hyper import Hyper, boolean, non_negative, unit_interval
 
@@ -48,9 +48,14 @@ class ScaleByAdagrad(GradientTransformation):
         torch._foreach_add_(std, bucket.value("eps"))
         torch._foreach_div_(bucket.updates, std)
         if not bucket.is_off("lr_decay"):
-            lr_decay = bucket.value("lr_decay")
-            decay = [1 + (step - 1) * lr_decay for step in bucket.steps]
-            torch._foreach_div_(bucket.updates, decay)
+            decay = self.step_scalars(bucket)["decay"]
+            torch._foreach_div_(bucket.updates, unstack(decay))
+
+    def scalars(self, bucket: Bucket) -> dict[str, Any] | None:
+        if bucket.is_off("lr_decay"):
+            return None
+        lr_decay = bucket.value("lr_decay")
+        return {"decay": bucket.per_step(lambda t: 1 + (t - 1) * lr_decay)}
 
 
 def scale_by_adagrad(

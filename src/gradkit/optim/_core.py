@@ -41,7 +41,8 @@ class Bucket:
         states: the per-parameter state dicts (``optimizer.state[p]``).
         steps: the step count of each parameter, already incremented for this step (1 on the
             first step): Python floats like torch.optim's ``_get_value(state["step"])`` on the
-            eager path, the 0-d counters themselves on the fused path.
+            eager path, the 0-d counters themselves on the fused path (read them through
+            :meth:`per_step`: they are not inputs of the compiled program).
         hypers: on the fused path, the numeric hyperparameters as 0-d tensors (so a compiled
             step never specializes on their values); ``None`` on the eager path.
         off: on the fused path, the keys whose value is ``None`` or 0, decided outside the
@@ -49,8 +50,13 @@ class Bucket:
         scalars: on the fused path, each transformation's per-step numbers
             (:meth:`GradientTransformation.scalars`), computed before the element-wise
             program; empty on the eager path.
-        pending: on the fused path, the increment the counters in ``steps`` have yet to
-            receive (1 while the scalars are computed: the compiled program counts the step).
+        counts: on the fused path, this step's counts as one float64 vector; ``None`` on the
+            eager path.
+        counters: on the fused path, the 0-d counters of the state (``step`` and each key of
+            :meth:`GradientTransformation.scalar_state_keys`) as one vector per key, whose
+            elements *are* the parameters' entries (``state[key]`` is a view of it): one
+            in-place operation on the vector updates every parameter's counter. Empty on the
+            eager path.
         workspaces: on the fused path, one parameter-shaped buffer per parameter, kept between
             steps, for transformations that must hold the whole update in memory
             (:meth:`GradientTransformation.wants_workspace`); None otherwise.
@@ -68,9 +74,9 @@ class Bucket:
     hypers: dict[str, Any] | None = None
     off: frozenset[str] = frozenset()
     scalars: dict[str, dict[str, Any]] = field(default_factory=dict)
-    pending: int = 0
+    counts: Tensor | None = None
+    counters: dict[str, Tensor] = field(default_factory=dict)
     workspaces: list[Tensor] | None = None
-    _stacked: Tensor | None = field(default=None, repr=False)
 
     def value(self, key: str) -> Any:
         """A numeric hyperparameter: the group's number (eager) or a 0-d tensor (fused)."""
@@ -87,9 +93,9 @@ class Bucket:
         """
         if self.hypers is None:
             return [function(step) for step in self.steps]
-        if self._stacked is None:  # stacked once per step, whatever the number of scalars
-            self._stacked = torch.stack(self.steps).to(torch.float64)
-        return function(self._stacked + self.pending)
+        if self.counts is None:
+            raise RuntimeError("Bucket.per_step: the fused path must set bucket.counts first")
+        return function(self.counts)
 
     def is_off(self, key: str) -> bool:
         """Whether ``key`` is ``None`` or 0 in this group (a structural, not a numeric, fact)."""
