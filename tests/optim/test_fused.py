@@ -242,3 +242,17 @@ def test_counters_are_views_of_one_vector_and_edits_of_them_are_honoured(name: s
         if fused:
             assert optimizer._fused.compilations == 1
     assert relative(runs[False], runs[True]) <= 1e-6
+
+
+def test_loops_over_different_parameters_stay_apart() -> None:
+    """Two parameters of one size read the same 0-d hyperparameters; inductor used to fuse
+    their loops into one that streams both at once (the prefetchers serve that worse)."""
+    from torch._inductor.utils import run_and_get_code
+
+    params = [nn.Parameter(torch.randn(256, 1024)) for _ in range(2)]
+    for param in params:
+        param.grad = torch.randn_like(param)
+    optimizer = gko.SGD(params, lr=0.01, momentum=0.9, fused=True)
+    optimizer.step()
+    _, (code,) = run_and_get_code(optimizer.step)
+    assert code.count("x0<static_cast<int64_t>(262144L)") == 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -212,11 +213,11 @@ class ScaleByNadam(_Moments):
                 mu_next / (1.0 - p * mu_next) for mu_next, p in zip(mus_next, products, strict=True)
             ]
         else:
-            # The same rounding with tensors: the product in the counter's dtype, the scales
-            # in float64. The vector's elements are the state's counters.
+            # The same rounding on arrays: the product in the counter's dtype, the scales in
+            # float64. The array's elements are the state's counters.
             counters = bucket.counters["mu_product"]
-            counters *= mus.to(counters.dtype)
-            product = counters.to(torch.float64)
+            counters *= mus.astype(counters.dtype)
+            product = counters.astype(np.float64)
             grad_scales = (1.0 - mus) / (1.0 - product)
             avg_scales = mus_next / (1.0 - product * mus_next)
         return {
@@ -282,7 +283,7 @@ class ScaleByRadam(_Moments):
         rectified = rho_t > 5.0
         # Where the switch is off the radicand may be negative; select before the root.
         radicand = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
-        rect = torch.sqrt(torch.where(rectified, radicand, 1.0))
+        rect = np.sqrt(np.where(rectified, radicand, 1.0))
         return {
             "rectified_scales": rect * bias_correction2**0.5 / bias_correction1,
             "plain_scales": 1 / bias_correction1,

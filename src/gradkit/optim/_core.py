@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -50,13 +51,16 @@ class Bucket:
         scalars: on the fused path, each transformation's per-step numbers
             (:meth:`GradientTransformation.scalars`), computed before the element-wise
             program; empty on the eager path.
-        counts: on the fused path, this step's counts as one float64 vector; ``None`` on the
-            eager path.
+        counts: on the fused path, this step's counts as one float64 numpy array; ``None`` on
+            the eager path.
         counters: on the fused path, the 0-d counters of the state (``step`` and each key of
-            :meth:`GradientTransformation.scalar_state_keys`) as one vector per key, whose
-            elements *are* the parameters' entries (``state[key]`` is a view of it): one
-            in-place operation on the vector updates every parameter's counter. Empty on the
-            eager path.
+            :meth:`GradientTransformation.scalar_state_keys`) as one numpy array per key, whose
+            elements *are* the parameters' entries (``state[key]`` is a view of the same
+            memory): one in-place operation on the array updates every parameter's counter.
+            Empty on the eager path.
+        numbers: on the fused path, while the scalars are computed, the numeric
+            hyperparameters as Python floats (what :meth:`value` returns then); ``None``
+            otherwise.
         workspaces: on the fused path, one parameter-shaped buffer per parameter, kept between
             steps, for transformations that must hold the whole update in memory
             (:meth:`GradientTransformation.wants_workspace`); None otherwise.
@@ -74,22 +78,30 @@ class Bucket:
     hypers: dict[str, Any] | None = None
     off: frozenset[str] = frozenset()
     scalars: dict[str, dict[str, Any]] = field(default_factory=dict)
-    counts: Tensor | None = None
-    counters: dict[str, Tensor] = field(default_factory=dict)
+    counts: np.ndarray | None = None
+    counters: dict[str, np.ndarray] = field(default_factory=dict)
+    numbers: dict[str, Any] | None = None
     workspaces: list[Tensor] | None = None
 
     def value(self, key: str) -> Any:
-        """A numeric hyperparameter: the group's number (eager) or a 0-d tensor (fused)."""
+        """A numeric hyperparameter: the group's number (eager, and the fused path's scalars)
+        or a 0-d tensor (the fused path's compiled program)."""
+        if self.numbers is not None:
+            return self.numbers[key]
         return self.group[key] if self.hypers is None else self.hypers[key]
 
     def per_step(self, function: Callable[[Any], Any]) -> Any:
         """``function`` of each parameter's step count.
 
         Eager: a list of Python floats, ``[function(t) for t in steps]``, the arithmetic
-        torch.optim does. Fused: ``function`` applied once to the counts stacked into one
-        float64 vector (float64 whatever the counters' dtype, as torch's Python-float
-        arithmetic), so a bias correction of 68 parameters is one small kernel, not 68.
-        Index either result per parameter, or pass it through :func:`unstack`.
+        torch.optim does. Fused: ``function`` applied once to the counts as one float64 numpy
+        array (float64 whatever the counters' dtype, as torch's Python-float arithmetic), with
+        :meth:`value` giving Python floats: a bias correction of 68 parameters is one numpy
+        operation, not 68, and no tensor operation at all. A tensor operation costs 20-50 us
+        when the step's arrays have just pushed the dispatcher out of the caches, as they
+        have at every step of a large model; numpy's few microseconds. Index either result
+        per parameter, or pass it through :func:`unstack` (the fused path turns arrays into
+        tensors before the compiled program).
         """
         if self.hypers is None:
             return [function(step) for step in self.steps]
@@ -156,12 +168,13 @@ class GradientTransformation:
         Bias corrections, NAdam's momentum schedule, RAdam's rectification: per-parameter
         scalars, not arrays. Override to return them by name (use :meth:`Bucket.per_step`)
         and read them in :meth:`apply` with :meth:`step_scalars`. On the fused path they are
-        computed eagerly, on small tensors, before the compiled program, which takes them as
-        inputs: inductor inlines scalar arithmetic into every consumer loop, so a
+        computed eagerly, with numpy (:meth:`Bucket.per_step` gives an array, :meth:`Bucket.value`
+        floats; arrays returned here become tensors), before the compiled program, which takes
+        them as inputs: inductor inlines scalar arithmetic into every consumer loop, so a
         ``beta ** step`` inside the compiled program is recomputed once per vector of every
         parameter (a libm ``pow`` that the C++ compiler may not hoist), which made fused Adam
         2x slower than torch's fused kernel. May update 0-d counters in the state (NAdam's
-        ``mu_product``): it runs once per step.
+        ``mu_product``, through ``bucket.counters`` on the fused path): it runs once per step.
         """
         return None
 
@@ -181,7 +194,10 @@ class GradientTransformation:
         for bucket in buckets:
             values = self.scalars(bucket)
             if values is not None:
-                bucket.scalars[self.name] = values
+                bucket.scalars[self.name] = {
+                    key: torch.from_numpy(value) if isinstance(value, np.ndarray) else value
+                    for key, value in values.items()
+                }
 
     def step_scalars(self, bucket: Bucket) -> dict[str, Any]:
         """This step's :meth:`scalars`: precomputed (fused) or computed now (eager)."""

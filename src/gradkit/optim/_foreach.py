@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -67,5 +68,7 @@ def lerp_(targets: list[Tensor], ends: list[Tensor], weight: Scalar) -> None:
 
 
 def sqrt(value: Scalar) -> Scalar:
-    """The square root of a number (``math.sqrt``) or of a tensor."""
-    return math.sqrt(value) if _is_number(value) else torch.sqrt(value)
+    """The square root of a number (``math.sqrt``), a numpy array or a tensor."""
+    if _is_number(value):
+        return math.sqrt(value)
+    return np.sqrt(value) if isinstance(value, np.ndarray) else torch.sqrt(value)

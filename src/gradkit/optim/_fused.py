@@ -13,8 +13,12 @@ specialized on. A new ``lr``, ``momentum`` or ``betas`` therefore never triggers
 recompilation; switching ``momentum`` between 0 and non-zero does, once.
 
 Per-step scalars (bias corrections, NAdam's and RAdam's schedules) are computed before the
-compiled program, eagerly on one small vector per bucket, and enter it as inputs: inside it,
-inductor would inline them into every element-wise loop and recompute them per vector.
+compiled program, with numpy on one array of step counts per bucket, and enter it as inputs:
+inside it, inductor would inline them into every element-wise loop and recompute them per
+vector. Numpy, not torch: after a step over a large model the caches hold its arrays, not the
+operator dispatcher, and each small torch operation then costs 20-50 us (a numpy one a few).
+The step counters themselves are views of one vector per bucket, incremented with one numpy
+operation and never handed to the compiled program.
 
 Compiled code is cached on disk by inductor (its FX graph cache) and reused by later processes
 with the same chain, shapes and torch version; :attr:`FusedStep.compile_seconds` reports the
@@ -30,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.weak import WeakTensorKeyDictionary
@@ -40,11 +45,13 @@ from gradkit.optim._core import Bucket, GradientTransformation, is_off
 def _precompute(transformation: GradientTransformation, buckets: Sequence[Bucket]) -> None:
     """Every transformation's per-step scalars, eagerly, before the compiled program.
 
-    A few small tensor operations per bucket on ``bucket.counts`` (the step counts as one
-    vector): cheaper than a second compiled call, whose guards alone would check every counter.
-    The compiled program never sees the counters, so they are not among its inputs.
+    A few numpy operations per bucket on ``bucket.counts`` (the step counts as one array), with
+    the hyperparameters as Python floats (``bucket.numbers``): cheaper than a second compiled
+    call or than tensor operations. The compiled program never sees the counters.
     """
     transformation.precompute(buckets)
+    for bucket in buckets:
+        bucket.numbers = None  # from here on, bucket.value gives the tensors
 
 
 def _run_chain(transformation: GradientTransformation, buckets: Sequence[Bucket]) -> None:
@@ -65,6 +72,9 @@ def _run_chain(transformation: GradientTransformation, buckets: Sequence[Bucket]
 _MIN_CHUNK = 32768
 """Elements per thread below which a compiled loop is not parallelized."""
 
+_SHARED_BYTES_TO_FUSE = 1 << 20
+"""Bytes two loops must read in common for inductor to fuse them into one."""
+
 
 def _numeric(value: Any) -> bool:
     return isinstance(value, (int, float, Tensor)) and not isinstance(value, bool)
@@ -84,10 +94,16 @@ def _compiled_copy(function: Any) -> Any:
     # network's many small biases and gains, and above all for the norms of LAMB and LARS, the
     # wake-up and join of the threads cost more than the loop (64 vectors of 1.5k elements made
     # LAMB 2x slower at 10M parameters); below 2 x 32k elements a loop runs on one thread.
+    # Inductor fuses two loops that read a common buffer of at least 10 bytes; two parameters
+    # of the same size read the same 0-d hyperparameters (lr and momentum: 16 bytes), so their
+    # loops became one loop over 2 x 5 streams of memory at once, which the prefetchers serve
+    # worse than two loops in turn (momentum SGD 2-8% slower at 10M parameters). Only a shared
+    # array worth a megabyte may fuse loops: in practice, loops over the same parameter.
     options = {
         "size_asserts": False,
         "alignment_asserts": False,
         "cpp.min_chunk_size": _MIN_CHUNK,
+        "score_fusion_memory_threshold": _SHARED_BYTES_TO_FUSE,
     }
     return torch.compile(copy, fullgraph=True, dynamic=False, options=options)
 
@@ -97,14 +113,30 @@ class _Counters:
     """The 0-d counters of one state key in a bucket: views of one vector."""
 
     views: list[Tensor]
-    vector: Tensor
+    array: np.ndarray  # the vector's memory
+
+
+@dataclass
+class _Holder:
+    """A hyperparameter's 0-d tensor, its memory as a numpy array, and the value it holds."""
+
+    tensor: Tensor
+    array: np.ndarray
+    value: float | None = None
+
+
+def _number(value: Any) -> Any:
+    """A hyperparameter as Python floats (a tuple of them for a tuple)."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_number(v) for v in value)
+    return float(value)
 
 
 class FusedStep:
     """Runs one optimizer's chain compiled; holds its hyperparameter tensors and compile time.
 
     A step is the per-step scalars (bias corrections; see
-    :meth:`GradientTransformation.scalars`), computed eagerly on small tensors, then one compiled
+    :meth:`GradientTransformation.scalars`), computed eagerly with numpy, then one compiled
     program that takes them as inputs: its element-wise kernels read them instead of recomputing
     them for every vector of every parameter.
     """
@@ -112,7 +144,7 @@ class FusedStep:
     def __init__(self, transformation: GradientTransformation) -> None:
         self.transformation = transformation
         self._compiled = _compiled_copy(_run_chain)
-        self._tensors: dict[tuple[int, str], Any] = {}
+        self._tensors: dict[tuple[int, str], _Holder] = {}
         self._wants_workspace = transformation.wants_workspace()
         self._workspaces = WeakTensorKeyDictionary()
         self._counter_keys = ("step", *transformation.scalar_state_keys())
@@ -123,16 +155,25 @@ class FusedStep:
         """How many calls compiled a new program."""
 
     def _tensor(self, index: int, key: str, value: Any) -> Any:
-        """The 0-d tensor standing for ``value`` (refilled in place, never re-created)."""
+        """The 0-d tensor standing for ``value`` (refilled in place, never re-created).
+
+        Written through its numpy view, and only when the value changed: a ``fill_`` is a
+        dispatch through the whole operator stack, tens of microseconds once a large step
+        has pushed it out of the caches.
+        """
         if isinstance(value, (tuple, list)):
             return type(value)(self._tensor(index, f"{key}[{i}]", v) for i, v in enumerate(value))
         if isinstance(value, Tensor):
             return value
         holder = self._tensors.get((index, key))
         if holder is None:
-            holder = self._tensors[(index, key)] = torch.zeros((), dtype=torch.float64)
-        holder.fill_(float(value))
-        return holder
+            tensor = torch.zeros((), dtype=torch.float64)
+            holder = self._tensors[(index, key)] = _Holder(tensor, tensor.numpy())
+        number = float(value)
+        if number != holder.value:
+            holder.array[()] = number
+            holder.value = number
+        return holder.tensor
 
     def _workspace(self, param: Tensor) -> Tensor:
         """The buffer kept for ``param`` between steps (freed with the parameter)."""
@@ -143,15 +184,16 @@ class FusedStep:
             )
         return workspace
 
-    def _gather(self, bucket: Bucket, key: str) -> Tensor:
-        """The bucket's counters ``state[key]`` as one vector whose elements they are.
+    def _gather(self, bucket: Bucket, key: str) -> np.ndarray:
+        """The bucket's counters ``state[key]`` as one array whose elements they are.
 
         A 0-d tensor per parameter costs a dispatch per parameter for every operation on it
         (incrementing 70 step counters took 0.1 ms, more than a small model's whole fused
-        step). So the counters of a bucket are made views of one vector, once: later steps
-        update them all with one operation. The views stay in the state (a state dict saves
-        them as 0-d tensors). Whenever a counter is not the view made here (a new parameter,
-        a ``load_state_dict``, a replaced entry), the vector is made again from the state.
+        step). So the counters of a bucket are made views of one CPU vector, once, and later
+        steps update them all with one numpy operation on its memory. The views stay in the
+        state (a state dict saves them as 0-d tensors). Whenever a counter is not the view
+        made here (a new parameter, a ``load_state_dict``, a replaced entry), the vector is
+        made again from the state.
         """
         entries = [state[key] for state in bucket.states]
         index = (bucket.group_index, bucket.params[0].device, bucket.params[0].dtype, key)
@@ -161,16 +203,18 @@ class FusedStep:
             or len(known.views) != len(entries)
             or not all(map(operator.is_, known.views, entries))
         ):
-            vector = torch.stack(entries)
+            vector = torch.stack(entries).detach().cpu()
             views = list(vector.unbind())
             for state, view in zip(bucket.states, views, strict=True):
                 state[key] = view
-            known = self._counters[index] = _Counters(views, vector)
-        return known.vector
+            known = self._counters[index] = _Counters(views, vector.numpy())
+        return known.array
 
     def prepare(self, buckets: Sequence[Bucket], hypers: Sequence[str]) -> None:
-        """Give each bucket its hyperparameter tensors, its off-keys and its counters; count."""
+        """Give each bucket its hyperparameters (as tensors for the compiled program, as
+        floats for the scalars), its off-keys and its counters; count the step."""
         for bucket in buckets:
+            tensors: dict[str, Any] = {}
             numbers: dict[str, Any] = {}
             off = set()
             for key in hypers:
@@ -180,13 +224,15 @@ class FusedStep:
                 if _numeric(value) or (
                     isinstance(value, (tuple, list)) and value and all(map(_numeric, value))
                 ):
-                    numbers[key] = self._tensor(bucket.group_index, key, value)
-            bucket.hypers = numbers
+                    tensors[key] = self._tensor(bucket.group_index, key, value)
+                    numbers[key] = _number(value)
+            bucket.hypers = tensors
+            bucket.numbers = numbers
             bucket.off = frozenset(off)
             bucket.counters = {key: self._gather(bucket, key) for key in self._counter_keys}
             steps = bucket.counters["step"]
             steps += 1
-            bucket.counts = steps.to(torch.float64)
+            bucket.counts = steps.astype(np.float64)
             if self._wants_workspace:
                 bucket.workspaces = [self._workspace(param) for param in bucket.params]
 
