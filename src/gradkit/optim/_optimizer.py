@@ -40,11 +40,13 @@ class ChainedOptimizer(torch.optim.Optimizer):
 
     - the first compiled step takes 5-60 s on 2 CPU cores (much less when inductor's on-disk
       cache already has the program), so short runs and quick experiments should stay eager;
-    - each step pays a fixed cost of about 0.5-1 ms on CPU for a model of ~70 parameter
-      tensors (guards over every tensor, bucketing, the per-step scalars), so on models below
-      about a million parameters torch.optim's fused kernels (SGD, Adagrad, Adam, AdamW) are
-      faster; from 10M parameters on it is within 1.2x of them and level at 50M, and it is
-      3-8x faster than torch's foreach path for the algorithms torch has no fused kernel for;
+    - each step pays a fixed cost on CPU: for a model of ~70 parameter tensors about 0.25 ms
+      when the caches are warm and 0.7-1.2 ms in training, where every step starts with caches
+      full of activations (dynamo's guards over every tensor, AOTAutograd's wrapper, bucketing).
+      So on models below about 10M parameters torch.optim's fused kernels (SGD, Adagrad, Adam,
+      AdamW) are faster (1.3-1.9x at 1M); at 10M fused is within 1.2x of them and level at 50M,
+      and it beats torch's foreach path for the algorithms torch has no fused kernel for
+      (1.4-2.7x faster at 1M, 2.5-8x from 10M on);
     - fused LAMB keeps one parameter-sized workspace between steps (not in the state dict).
 
     The default is therefore eager. The first step of new state runs eagerly, so that the
