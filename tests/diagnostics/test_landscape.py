@@ -151,6 +151,31 @@ def test_interpolation_and_batching() -> None:
         interpolate(model, model, {"conv.weight": start["conv.weight"]}, data)
 
 
+def test_interpolation_moves_buffers_on_request() -> None:
+    """With ``buffers=True`` both ends are exactly the two models (running statistics
+    included) and the middle blends the floating buffers; without, every point keeps the
+    evaluated model's own buffers."""
+    model, data = _setup(0)
+    other, _ = _setup(1)
+    with torch.no_grad():
+        other.norm.num_batches_tracked.fill_(7)
+    first, last = model.state_dict(), other.state_dict()
+    first = {n: t.clone() for n, t in first.items()}
+    result = interpolate(model, model, other, data, alphas=[0.0, 0.25, 1.0], buffers=True)
+    assert result.loss[0] == pytest.approx(_loss_at(model, data, first), rel=1e-10)
+    assert result.loss[2] == pytest.approx(_loss_at(model, data, last), rel=1e-10)
+    quarter = {n: 0.75 * first[n] + 0.25 * last[n] for n in first if first[n].is_floating_point()}
+    assert result.loss[1] == pytest.approx(_loss_at(model, data, quarter), rel=1e-10)
+    # The running statistics differ between the ends: leaving them out changes the end point.
+    plain = interpolate(model, model, other, data, alphas=[0.0, 1.0])
+    assert abs(plain.loss[1] - result.loss[2]) > 1e-6
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, first[name])  # the evaluated model is restored, buffers too
+    parameters_only = dict(other.named_parameters())
+    with pytest.raises(ValueError, match=r"parameters and buffers \['norm.running_mean'"):
+        interpolate(model, model, parameters_only, data, buffers=True)
+
+
 def _png_size(path: Path) -> tuple[int, int]:
     header = path.read_bytes()[:24]
     assert header[:8] == b"\x89PNG\r\n\x1a\n" and header[12:16] == b"IHDR"

@@ -53,8 +53,17 @@ def _landscape_command(args: argparse.Namespace) -> int:
             fit(other, data, steps=steps_large, batch_size=large, **training)
             title = f"{args.model}: batch {small} (alpha=0) to batch {large} (alpha=1)"
             alphas = np.linspace(-0.5, 1.5, args.resolution)
+            # Buffers too: with batch norm, alpha = 1 is then the large-batch model itself,
+            # running statistics included.
             result = interpolate(
-                model, model, other, data, alphas=alphas, batch_size=args.eval_batch, title=title
+                model,
+                model,
+                other,
+                data,
+                alphas=alphas,
+                batch_size=args.eval_batch,
+                buffers=True,
+                title=title,
             )
         else:
             fit(model, data, steps=args.train_steps, batch_size=args.batch_size, **training)

@@ -155,12 +155,28 @@ def _grid(values: Sequence[float] | np.ndarray | Tensor, name: str) -> np.ndarra
     return array
 
 
-def _parameters_of(source: nn.Module | Mapping[str, Tensor], names: list[str]) -> list[Tensor]:
-    table = dict(source.named_parameters()) if isinstance(source, nn.Module) else dict(source)
+def _parameters_of(
+    source: nn.Module | Mapping[str, Tensor], names: list[str], *, buffers: bool = False
+) -> list[Tensor]:
+    """The tensors ``names`` of an end point (its parameters, and its buffers with ``buffers``)."""
+    if isinstance(source, nn.Module):
+        table = dict(source.named_parameters())
+        if buffers:
+            table.update(source.named_buffers())
+    else:
+        table = dict(source)
     missing = [name for name in names if name not in table]
     if missing:
-        raise ValueError(f"the parameters {missing} are missing from the given end point")
+        kind = "parameters and buffers" if buffers else "parameters"
+        raise ValueError(f"the {kind} {missing} are missing from the given end point")
     return [table[name].detach().clone() for name in names]
+
+
+def _on_line(first: Tensor, last: Tensor, alpha: float) -> Tensor:
+    """The point at ``alpha`` between two tensors; a non-floating one is the nearer end's."""
+    if first.is_floating_point():
+        return (1 - alpha) * first + alpha * last
+    return first if alpha < 0.5 else last
 
 
 def _sweep(
@@ -169,13 +185,16 @@ def _sweep(
     points: Iterable[list[Tensor]],
     loss_fn: LossFunction,
     batch_size: int | None,
+    targets: list[Tensor] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    parameters = [p for _, p in trainable(model)]
+    """Loss and accuracy with ``targets`` (default: the trainable parameters) set to each point."""
+    if targets is None:
+        targets = [p for _, p in trainable(model)]
     losses, accuracies = [], []
     with preserved(model):
         for point in points:
             with torch.no_grad():
-                for p, value in zip(parameters, point, strict=True):
+                for p, value in zip(targets, point, strict=True):
                     p.copy_(value)
             loss, accuracy = dataset_loss(
                 model, data, loss_fn, batch_size=batch_size, accuracy=True
@@ -194,25 +213,42 @@ def interpolate(
     alphas: Sequence[float] | np.ndarray | Tensor | None = None,
     loss_fn: LossFunction = DEFAULT_LOSS,
     batch_size: int | None = None,
+    buffers: bool = False,
     title: str = "",
 ) -> Landscape:
     """The loss along :math:`(1 - \\alpha)\\theta_0 + \\alpha\\theta_1` (arXiv 1609.04836, Fig. 3).
 
     Args:
-        model: the network evaluated (its architecture; its parameters are restored).
+        model: the network evaluated (its architecture; its parameters and buffers are
+            restored).
         start, end: :math:`\\theta_0` and :math:`\\theta_1`, as models of the same architecture
-            or mappings from parameter name to tensor (e.g. ``dict(m.named_parameters())``).
+            or mappings from parameter name to tensor (e.g. ``dict(m.named_parameters())``, or a
+            ``state_dict``).
         alphas: the coordinates; 0 is ``start`` and 1 is ``end``.
+        buffers: move the buffers along the line too (``start`` and ``end`` must then hold
+            them: models or ``state_dict``\\ s). Floating buffers (batch norm's running mean
+            and variance) take the same alpha, the others (``num_batches_tracked``) the nearer
+            end's value, so that both ends are exactly the two models. Without it every point
+            is evaluated with ``model``'s own buffers. Beyond [0, 1] an extrapolated running
+            variance can turn negative, and the loss there is ``nan``.
+
+    ``meta["distance"]`` is the distance between the two ends' trainable parameters.
     """
     grid = _grid(np.linspace(-0.5, 1.5, 41) if alphas is None else alphas, "alphas")
-    names = [name for name, _ in trainable(model)]
-    theta0, theta1 = _parameters_of(start, names), _parameters_of(end, names)
+    named = trainable(model)
+    parameters = len(named)
+    if buffers:
+        named += list(model.named_buffers())
+    names = [name for name, _ in named]
+    theta0 = _parameters_of(start, names, buffers=buffers)
+    theta1 = _parameters_of(end, names, buffers=buffers)
     points = (
-        [(1 - float(a)) * x0 + float(a) * x1 for x0, x1 in zip(theta0, theta1, strict=True)]
-        for a in grid
+        [_on_line(x0, x1, float(a)) for x0, x1 in zip(theta0, theta1, strict=True)] for a in grid
     )
-    loss, accuracy = _sweep(model, data, points, loss_fn, batch_size)
-    gaps = [(x1 - x0).flatten() for x0, x1 in zip(theta0, theta1, strict=True)]
+    loss, accuracy = _sweep(model, data, points, loss_fn, batch_size, [t for _, t in named])
+    gaps = [
+        (x1 - x0).flatten() for x0, x1 in zip(theta0[:parameters], theta1[:parameters], strict=True)
+    ]
     distance = float(torch.cat(gaps).norm())
     return Landscape("interpolation", (grid,), loss, accuracy, title, {"distance": distance})
 

@@ -22,13 +22,12 @@ Each curve holds the loss and accuracy at each alpha on the first
 :data:`~gradkit.studies._measures.MEASURE_SAMPLES` samples of the training split (as the
 other measures) and on the whole test split, in evaluation mode.
 
-Buffers: :func:`gradkit.diagnostics.interpolate` moves only the parameters and evaluates with
-the buffers of the model it is given, so with batch norm the point alpha = 1 would carry the
-``from`` run's running statistics. Here the floating-point buffers (batch-norm running mean
-and variance) are interpolated with the same alpha, as Keskar et al.'s code interpolates all
-of a Keras model's weights, so both ends are exactly the two runs' own final models; integer
-buffers (``num_batches_tracked``) are the nearer end's. Beyond [0, 1] an extrapolated running
-variance can turn negative, and the loss there is ``nan``.
+Buffers: the curve is :func:`gradkit.diagnostics.interpolate` with ``buffers=True``: the
+floating-point buffers (batch-norm running mean and variance) are interpolated with the same
+alpha, as Keskar et al.'s code interpolates all of a Keras model's weights, so both ends are
+exactly the two runs' own final models; integer buffers (``num_batches_tracked``) are the
+nearer end's. Beyond [0, 1] an extrapolated running variance can turn negative, and the loss
+there is ``nan``.
 """
 
 from __future__ import annotations
@@ -147,20 +146,6 @@ def parse_interpolations(
 # ---------------------------------------------------------------- computing
 
 
-def _blend(
-    start: Mapping[str, Tensor], end: Mapping[str, Tensor], alpha: float
-) -> dict[str, Tensor]:
-    """The state at ``alpha``: floating tensors on the line, the others from the nearer end."""
-    state = {}
-    for key, first in start.items():
-        last = end[key]
-        if first.is_floating_point():
-            state[key] = (1 - alpha) * first + alpha * last
-        else:
-            state[key] = first if alpha < 0.5 else last
-    return state
-
-
 def interpolation_curve(
     model: nn.Module,
     start: Mapping[str, Tensor],
@@ -178,7 +163,8 @@ def interpolation_curve(
         splits: ``{split: (inputs, labels)}``; the curve has ``{split}_loss`` and
             ``{split}_accuracy`` for each, and ``alpha``.
     """
-    from gradkit.diagnostics._evaluation import dataset_loss, preserved
+    from gradkit.diagnostics import interpolate
+    from gradkit.diagnostics._evaluation import preserved
 
     expected = {key: value.shape for key, value in model.state_dict().items()}
     for name, state in (("start", start), ("end", end)):
@@ -193,12 +179,13 @@ def interpolation_curve(
             )
     curve: dict[str, list[float]] = {"alpha": [float(a) for a in alphas]}
     with preserved(model):
-        for alpha in alphas:
-            model.load_state_dict(_blend(start, end, float(alpha)))
-            for split, data in splits.items():
-                loss, accuracy = dataset_loss(model, data, batch_size=batch_size, accuracy=True)
-                curve.setdefault(f"{split}_loss", []).append(loss)
-                curve.setdefault(f"{split}_accuracy", []).append(accuracy)
+        model.load_state_dict(start)  # what the line does not move (frozen parameters)
+        for split, data in splits.items():
+            result = interpolate(
+                model, start, end, data, alphas=alphas, batch_size=batch_size, buffers=True
+            )
+            curve[f"{split}_loss"] = [float(v) for v in result.loss]
+            curve[f"{split}_accuracy"] = [float(v) for v in result.accuracy]
     return curve
 
 
