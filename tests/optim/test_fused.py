@@ -256,3 +256,11 @@ def test_loops_over_different_parameters_stay_apart() -> None:
     optimizer.step()
     _, (code,) = run_and_get_code(optimizer.step)
     assert code.count("x0<static_cast<int64_t>(262144L)") == 2
+
+
+def test_inductor_options_that_this_torch_lacks_are_left_out() -> None:
+    """torch>=2.4 is declared; older releases reject inductor options they do not know."""
+    from gradkit.optim._fused import _known
+
+    options = {"size_asserts": False, "cpp.min_chunk_size": 8, "cpp.no_such": 1, "no_such": 2}
+    assert _known(options) == {"size_asserts": False, "cpp.min_chunk_size": 8}

@@ -105,7 +105,24 @@ def _compiled_copy(function: Any) -> Any:
         "cpp.min_chunk_size": _MIN_CHUNK,
         "score_fusion_memory_threshold": _SHARED_BYTES_TO_FUSE,
     }
-    return torch.compile(copy, fullgraph=True, dynamic=False, options=options)
+    return torch.compile(copy, fullgraph=True, dynamic=False, options=_known(options))
+
+
+def _known(options: dict[str, Any]) -> dict[str, Any]:
+    """The inductor options this torch has (older releases lack some, and reject unknown ones).
+
+    Each is a speed setting; where it is missing the step runs with inductor's default.
+    """
+    from torch._inductor import config
+
+    def exists(name: str) -> bool:
+        owner: Any = config
+        *path, leaf = name.split(".")
+        for part in path:
+            owner = getattr(owner, part, None)
+        return owner is not None and hasattr(owner, leaf)
+
+    return {name: value for name, value in options.items() if exists(name)}
 
 
 @dataclass
