@@ -248,3 +248,31 @@ def test_two_interpolations_with_one_name_are_an_error(
     with pytest.raises(SpecError) as raised:
         load_spec(path)
     assert str(raised.value) == f"{path}: two interpolations are called 'sgd_to_momentum'"
+
+
+def test_the_curve_moves_batch_norm_statistics_with_the_weights() -> None:
+    """With batch norm each end of the curve is its model exactly, running statistics
+    included (the study fixture's model has no batch norm)."""
+    from gradkit.studies import interpolation_curve
+
+    def model_with(seed: int) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(
+            torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 3)
+        )
+        with torch.no_grad():
+            model[1].running_mean.uniform_(-1, 1)
+            model[1].running_var.uniform_(0.5, 2.0)
+        return model.eval()
+
+    first, last = model_with(0), model_with(1)
+    generator = torch.Generator().manual_seed(2)
+    data = (
+        torch.randn(40, 6, generator=generator),
+        torch.randint(0, 3, (40,), generator=generator),
+    )
+    curve = interpolation_curve(
+        model_with(3), first.state_dict(), last.state_dict(), {"test": data}, [0.0, 1.0]
+    )
+    for loss, model in zip(curve["test_loss"], (first, last), strict=True):
+        assert loss == pytest.approx(dataset_loss(model, data)[0], rel=1e-6)
