@@ -200,6 +200,9 @@ def test_fused_lamb_keeps_its_update_in_a_workspace_not_a_fresh_buffer() -> None
     optimizer.step()
     _, (code,) = run_and_get_code(optimizer.step)
     assert "empty_strided_cpu((1000, )" not in code
+    # Two loops over the parameter: one writes the moments and the update and reduces both
+    # norms, one applies the update. A third would read the update back for its norm.
+    assert code.count("x0<static_cast<int64_t>(1000L); x0+=") == 2
     workspace = optimizer._fused._workspaces[params[0]]
     assert workspace.shape == params[0].shape and workspace.data_ptr() != params[0].data_ptr()
     # The workspace is scratch memory, not state: the state dict is torch.optim's.
@@ -242,6 +245,23 @@ def test_counters_are_views_of_one_vector_and_edits_of_them_are_honoured(name: s
         if fused:
             assert optimizer._fused.compilations == 1
     assert relative(runs[False], runs[True]) <= 1e-6
+
+
+def test_fused_lamb_over_many_parameters_makes_two_passes() -> None:
+    """Every multi-tensor operation is one node per parameter, so with many parameters a
+    parameter's moment updates and the loop that reads them lie far apart in the program;
+    inductor's distance limit made fused LAMB re-read the second moment and the gradient in a
+    loop of their own. With the step's own heuristics each large parameter gets two loops."""
+    from torch._inductor.utils import run_and_get_code
+
+    params = [nn.Parameter(torch.randn(128, 1024)) for _ in range(2)]
+    params += [nn.Parameter(torch.randn(100)) for _ in range(40)]
+    for param in params:
+        param.grad = torch.randn_like(param)
+    optimizer = gko.LAMB(params, lr=1e-2, fused=True)
+    optimizer.step()
+    _, (code,) = run_and_get_code(optimizer.step)
+    assert code.count("x0<static_cast<int64_t>(131072L); x0+=") == 4
 
 
 def test_loops_over_different_parameters_stay_apart() -> None:

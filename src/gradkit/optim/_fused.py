@@ -27,6 +27,7 @@ time spent in calls that compiled.
 
 from __future__ import annotations
 
+import functools
 import operator
 import time
 import types
@@ -72,8 +73,10 @@ def _run_chain(transformation: GradientTransformation, buckets: Sequence[Bucket]
 _MIN_CHUNK = 32768
 """Elements per thread below which a compiled loop is not parallelized."""
 
-_SHARED_BYTES_TO_FUSE = 1 << 20
-"""Bytes two loops must read in common for inductor to fuse them into one."""
+_SHARED_BYTES_TO_FUSE = 256
+"""Bytes two loops must read in common for inductor to fuse them into one (more than the 0-d
+hyperparameters every loop reads; a megabyte, tried first, kept the two norms and the update
+of a parameter under 256k elements in separate loops)."""
 
 
 def _numeric(value: Any) -> bool:
@@ -97,15 +100,51 @@ def _compiled_copy(function: Any) -> Any:
     # Inductor fuses two loops that read a common buffer of at least 10 bytes; two parameters
     # of the same size read the same 0-d hyperparameters (lr and momentum: 16 bytes), so their
     # loops became one loop over 2 x 5 streams of memory at once, which the prefetchers serve
-    # worse than two loops in turn (momentum SGD 2-8% slower at 10M parameters). Only a shared
-    # array worth a megabyte may fuse loops: in practice, loops over the same parameter.
+    # worse than two loops in turn (momentum SGD 2-8% slower at 10M parameters). Only loops
+    # sharing more than the hyperparameters (at most a few dozen bytes) may fuse: in practice,
+    # loops over the same parameter, down to a 64-element bias.
     options = {
         "size_asserts": False,
         "alignment_asserts": False,
         "cpp.min_chunk_size": _MIN_CHUNK,
         "score_fusion_memory_threshold": _SHARED_BYTES_TO_FUSE,
+        # In the cache key, so that programs compiled with inductor's own heuristics are not
+        # taken for these; the heuristics themselves are installed around each call.
+        "inductor_choices_class": _step_choices,
     }
     return torch.compile(copy, fullgraph=True, dynamic=False, options=_known(options))
+
+
+@functools.cache
+def _step_choices_class() -> type:
+    """Inductor's heuristics for an optimizer step (a class, made once, on first use).
+
+    Inductor refuses to fuse two loops that are more than 64 nodes apart in the program, to
+    keep the temporaries of a long model from living longer. In an optimizer step over many
+    parameters every multi-tensor operation is one node per parameter, so a parameter's
+    second-moment update and the loop that reads it are hundreds of nodes apart: with 68
+    parameters fused LAMB re-read the second moment and the gradient in a loop of their own
+    (48 bytes per parameter instead of 40). Here loops that share enough data fuse whatever
+    their distance; a step holds no large temporaries whose life this could lengthen.
+    """
+    from torch._inductor import config
+    from torch._inductor.choices import InductorChoices
+
+    class StepChoices(InductorChoices):
+        @staticmethod
+        def can_fuse_horizontal(scheduler: Any, node1: Any, node2: Any, shared: int) -> bool:
+            if shared >= config.score_fusion_memory_threshold:
+                return True
+            return InductorChoices.can_fuse_horizontal(scheduler, node1, node2, shared)
+
+        def uuid(self) -> str:  # part of inductor's cache key
+            return "gradkit.optim.fused.StepChoices/1"
+
+    return StepChoices
+
+
+def _step_choices() -> Any:
+    return _step_choices_class()()
 
 
 def _known(options: dict[str, Any]) -> dict[str, Any]:
@@ -161,6 +200,7 @@ class FusedStep:
     def __init__(self, transformation: GradientTransformation) -> None:
         self.transformation = transformation
         self._compiled = _compiled_copy(_run_chain)
+        self._choices: tuple[Any, Any] | None = None
         self._tensors: dict[tuple[int, str], _Holder] = {}
         self._wants_workspace = transformation.wants_workspace()
         self._workspaces = WeakTensorKeyDictionary()
@@ -258,7 +298,13 @@ class FusedStep:
         before = counters["unique_graphs"]
         start = time.perf_counter()
         _precompute(self.transformation, buckets)
-        self._compiled(self.transformation, buckets)
+        if self._choices is None:  # inductor's modules take a second to import: not before
+            from torch._inductor.virtualized import V
+
+            self._choices = (V, _step_choices())
+        virtualized, choices = self._choices
+        with virtualized.set_choices_handler(choices):
+            self._compiled(self.transformation, buckets)
         if counters["unique_graphs"] != before:
             self.compilations += 1
             self.compile_seconds += time.perf_counter() - start

@@ -27,6 +27,28 @@ def norms(tensors: list[Tensor]) -> list[Tensor]:
     return list(torch._foreach_norm(tensors, 2, dtype=dtype))
 
 
+def _tied_norms(updates: list[Tensor], weights: list[Tensor]) -> list[Tensor]:
+    """The norm of each update, in a form that inductor computes in the loop writing it.
+
+    A compiled LAMB step writes the update and reduces the weight's norm in one loop (both read
+    the weight). Inductor's CPU scheduler fuses no consumer of a loop's stores into a loop that
+    already holds a reduction, so a plain norm of the update became a loop of its own that read
+    the whole update back (44 bytes per parameter instead of 40). Adding ``0 * weight`` to the
+    squares makes the update's norm read the weight too: the two norms, both reductions over
+    one shared array, fuse first, then join the loop that writes the update. The value is the
+    plain norm wherever the weights are finite; where one is not, the norm is nan and the
+    guard of :func:`guarded_ratios` makes the ratio 1 (a plain norm would make it inf or nan:
+    the step is not finite either way).
+    """
+    dtype = updates[0].dtype if updates else torch.float32
+    if dtype not in (torch.float32, torch.float64):
+        dtype = torch.float32
+    return [
+        torch.sqrt(torch.sum(update * update + 0.0 * weight, dtype=dtype))
+        for update, weight in zip(updates, weights, strict=True)
+    ]
+
+
 def guarded_ratios(
     weight_norms: list[Tensor],
     denominators: list[Tensor],
@@ -117,7 +139,8 @@ class ScaleByTrustRatio(GradientTransformation):
             # by the scaled update below, which is computed out of place so that the
             # workspace's final value is the update itself.
             torch._foreach_copy_(bucket.workspaces, bucket.updates)
-            ratios = guarded_ratios(weight_norms, norms(bucket.workspaces), phi)
+            update_norms = _tied_norms(bucket.workspaces, bucket.params)
+            ratios = guarded_ratios(weight_norms, update_norms, phi)
             bucket.updates = torch._foreach_mul(bucket.workspaces, ratios)
             return
         ratios = guarded_ratios(weight_norms, norms(bucket.updates), phi)
