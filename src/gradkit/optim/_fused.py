@@ -109,10 +109,24 @@ def _compiled_copy(function: Any) -> Any:
         "cpp.min_chunk_size": _MIN_CHUNK,
         "score_fusion_memory_threshold": _SHARED_BYTES_TO_FUSE,
         # In the cache key, so that programs compiled with inductor's own heuristics are not
-        # taken for these; the heuristics themselves are installed around each call.
+        # taken for these; the heuristics themselves are installed by _inductor_with_choices.
         "inductor_choices_class": _step_choices,
     }
-    return torch.compile(copy, fullgraph=True, dynamic=False, options=_known(options))
+    backend = functools.partial(_inductor_with_choices, options=_known(options))
+    return torch.compile(copy, fullgraph=True, dynamic=False, backend=backend)
+
+
+def _inductor_with_choices(graph: Any, example_inputs: Any, *, options: dict[str, Any]) -> Any:
+    """Inductor with ``options`` and the step's heuristics (:func:`_step_choices_class`).
+
+    A backend, so that the heuristics are in place while a program compiles and cost nothing
+    on the calls that run it.
+    """
+    from torch._inductor.compile_fx import compile_fx
+    from torch._inductor.virtualized import V
+
+    with V.set_choices_handler(_step_choices()):
+        return compile_fx(graph, example_inputs, config_patches=options)
 
 
 @functools.cache
@@ -200,7 +214,6 @@ class FusedStep:
     def __init__(self, transformation: GradientTransformation) -> None:
         self.transformation = transformation
         self._compiled = _compiled_copy(_run_chain)
-        self._choices: tuple[Any, Any] | None = None
         self._tensors: dict[tuple[int, str], _Holder] = {}
         self._wants_workspace = transformation.wants_workspace()
         self._workspaces = WeakTensorKeyDictionary()
@@ -298,13 +311,7 @@ class FusedStep:
         before = counters["unique_graphs"]
         start = time.perf_counter()
         _precompute(self.transformation, buckets)
-        if self._choices is None:  # inductor's modules take a second to import: not before
-            from torch._inductor.virtualized import V
-
-            self._choices = (V, _step_choices())
-        virtualized, choices = self._choices
-        with virtualized.set_choices_handler(choices):
-            self._compiled(self.transformation, buckets)
+        self._compiled(self.transformation, buckets)
         if counters["unique_graphs"] != before:
             self.compilations += 1
             self.compile_seconds += time.perf_counter() - start
