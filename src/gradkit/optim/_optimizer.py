@@ -44,9 +44,9 @@ class ChainedOptimizer(torch.optim.Optimizer):
       when the caches are warm and 0.7-1.2 ms in training, where every step starts with caches
       full of activations (dynamo's guards over every tensor, AOTAutograd's wrapper, bucketing).
       So on models below about 10M parameters torch.optim's fused kernels (SGD, Adagrad, Adam,
-      AdamW) are faster (1.3-1.9x at 1M); at 10M fused is within 1.2x of them and level at 50M,
+      AdamW) are faster (1.3-2x at 1M); at 10M fused is within 1.25x of them and level at 50M,
       and it beats torch's foreach path for the algorithms torch has no fused kernel for
-      (1.4-2.7x faster at 1M, 2.5-8x from 10M on);
+      (1.5-3.7x faster at 1M, 2.4-8x from 10M on);
     - fused LAMB keeps one parameter-sized workspace between steps (not in the state dict).
 
     The default is therefore eager. The first step of new state runs eagerly, so that the
