@@ -20,6 +20,12 @@ operator dispatcher, and each small torch operation then costs 20-50 us (a numpy
 The step counters themselves are views of one vector per bucket, incremented with one numpy
 operation and never handed to the compiled program.
 
+The program is compiled by inductor with a few settings of its own (see
+:func:`_compiled_copy`) and, through its compile backend, heuristics of its own
+(:func:`_step_choices_class`): inductor's defaults fused loops of different parameters because
+they read the same hyperparameters, and refused to fuse the loops of one parameter when a
+multi-tensor program over many parameters put them far apart.
+
 Compiled code is cached on disk by inductor (its FX graph cache) and reused by later processes
 with the same chain, shapes and torch version; :attr:`FusedStep.compile_seconds` reports the
 time spent in calls that compiled.
