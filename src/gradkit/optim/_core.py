@@ -40,10 +40,10 @@ class Bucket:
         updates: the running update of each parameter; starts as (a copy of) the gradient and
             ends as the quantity added to the parameter.
         states: the per-parameter state dicts (``optimizer.state[p]``).
-        steps: the step count of each parameter, already incremented for this step (1 on the
-            first step): Python floats like torch.optim's ``_get_value(state["step"])`` on the
-            eager path, the 0-d counters themselves on the fused path (read them through
-            :meth:`per_step`: they are not inputs of the compiled program).
+        steps: on the eager path, the step count of each parameter, already incremented for
+            this step (1 on the first step), as Python floats like torch.optim's
+            ``_get_value(state["step"])``; empty on the fused path, where :meth:`per_step`
+            reads ``counts`` (the counters are not inputs of the compiled program).
         hypers: on the fused path, the numeric hyperparameters as 0-d tensors (so a compiled
             step never specializes on their values); ``None`` on the eager path.
         off: on the fused path, the keys whose value is ``None`` or 0, decided outside the

@@ -6,11 +6,11 @@ memory once per op. The fused path traces the same chain (the same Python code) 
 per parameter (C++/OpenMP on CPU, Triton on GPU), so each array is read and written about once.
 
 What keeps it from recompiling: every numeric hyperparameter enters as a 0-d tensor (one per
-group and key, refilled in place before each step), the step counters are the state's own 0-d
-tensors, and only structural facts (which keys are 0 or ``None``, booleans such as
-``nesterov``, the set of state entries) are Python values that the compiled code is
-specialized on. A new ``lr``, ``momentum`` or ``betas`` therefore never triggers a
-recompilation; switching ``momentum`` between 0 and non-zero does, once.
+group and key, refilled in place before each step), the step counters do not enter it at all
+(only the per-step scalars computed from them do), and only structural facts (which keys are
+0 or ``None``, booleans such as ``nesterov``, the set of state entries) are Python values that
+the compiled code is specialized on. A new ``lr``, ``momentum`` or ``betas`` therefore never
+triggers a recompilation; switching ``momentum`` between 0 and non-zero does, once.
 
 Per-step scalars (bias corrections, NAdam's and RAdam's schedules) are computed before the
 compiled program, with numpy on one array of step counts per bucket, and enter it as inputs:

@@ -12,13 +12,17 @@ from gradkit.optim._foreach import add_scaled_
 from gradkit.optim._hyper import Hyper, boolean, non_negative, optional_bounds
 
 
+def _accumulation_dtype(tensors: list[Tensor]) -> torch.dtype:
+    """The dtype norms of ``tensors`` are accumulated in: theirs, and at least float32."""
+    dtype = tensors[0].dtype if tensors else torch.float32
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
 def norms(tensors: list[Tensor]) -> list[Tensor]:
     """The L2 norm of each tensor as a 0-d tensor, accumulated in at least float32."""
     if not tensors:
         return []
-    dtype = tensors[0].dtype
-    if dtype not in (torch.float32, torch.float64):
-        dtype = torch.float32
+    dtype = _accumulation_dtype(tensors)
     if torch.compiler.is_compiling():
         # In a fused step, a reduction that inductor can fuse into the loop producing the tensor
         # (LAMB's update: its norm is accumulated while it is written). _foreach_norm is an
@@ -40,9 +44,7 @@ def _tied_norms(updates: list[Tensor], weights: list[Tensor]) -> list[Tensor]:
     guard of :func:`guarded_ratios` makes the ratio 1 (a plain norm would make it inf or nan:
     the step is not finite either way).
     """
-    dtype = updates[0].dtype if updates else torch.float32
-    if dtype not in (torch.float32, torch.float64):
-        dtype = torch.float32
+    dtype = _accumulation_dtype(updates)
     return [
         torch.sqrt(torch.sum(update * update + 0.0 * weight, dtype=dtype))
         for update, weight in zip(updates, weights, strict=True)
