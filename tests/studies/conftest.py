@@ -75,6 +75,23 @@ def write_spec(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture
+def spec_error(write_spec: Callable[..., Path]) -> Callable[[str], str]:
+    """``spec_error(text)``: the message of the SpecError that loading ``text`` raises, the
+    path prefix checked and removed."""
+    from gradkit.studies import SpecError, load_spec
+
+    def error(text: str) -> str:
+        path = write_spec(text)
+        with pytest.raises(SpecError) as raised:
+            load_spec(path)
+        prefix = f"{path}: "
+        assert str(raised.value).startswith(prefix)
+        return str(raised.value)[len(prefix) :]
+
+    return error
+
+
+@pytest.fixture
 def tiny_text() -> Callable[..., str]:
     """The function :func:`tiny_spec_text`, for tests that edit the text."""
     return tiny_spec_text
