@@ -22,13 +22,11 @@ Run: ``nice -n -20 python benchmarks/compile_call_overhead.py --tensors 68``
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from optim_step import time_interleaved
 
 import gradkit.optim as gko
 
@@ -55,21 +53,6 @@ def _nested(buckets: list[_Bucket]) -> None:
         exp_avgs = [state["exp_avg"] for state in bucket.states]
         exp_avg_sqs = [state["exp_avg_sq"] for state in bucket.states]
         _flat(bucket.params, bucket.updates, exp_avgs, exp_avg_sqs, bucket.hypers["lr"])
-
-
-def _time(calls: dict[str, Callable[[], Any]], rounds: int, cold: bool) -> dict[str, float]:
-    """Median microseconds per call, the calls interleaved; ``cold``: caches evicted first."""
-    source = torch.empty(64 * 2**20, dtype=torch.uint8)
-    target = torch.empty_like(source)
-    times: dict[str, list[float]] = {label: [] for label in calls}
-    for _ in range(rounds):
-        for label, call in calls.items():
-            if cold:
-                target.copy_(source)
-            start = time.perf_counter()
-            call()
-            times[label].append(time.perf_counter() - start)
-    return {label: statistics.median(values) * 1e6 for label, values in times.items()}
 
 
 def main() -> None:
@@ -113,11 +96,14 @@ def main() -> None:
         "gradkit fused Adam": ours.step,
         "torch fused Adam": theirs.step,
     }
-    for call in calls.values():  # compile, create state, warm up
-        for _ in range(3):
-            call()
-    warm = _time(calls, args.rounds, cold=False)
-    cold = _time(calls, args.rounds, cold=True)
+    warmups = {label: 3 for label in calls}  # compile, create state, warm up
+    source = torch.empty(64 * 2**20, dtype=torch.uint8)
+    target = torch.empty_like(source)
+    timings = {
+        "warm": time_interleaved(calls, warmups, args.rounds),
+        "cold": time_interleaved(calls, warmups, args.rounds, before=lambda: target.copy_(source)),
+    }
+    warm, cold = ({k: v["median_s"] * 1e6 for k, v in t.items()} for t in timings.values())
     print(
         f"{args.tensors} tensors of {args.numel} elements, {args.threads} threads, "
         f"torch {torch.__version__}; median microseconds per call over {args.rounds} rounds\n"

@@ -113,14 +113,18 @@ def make_parameters(shapes: list[tuple[int, ...]], seed: int = 0) -> list[torch.
 
 
 def time_interleaved(
-    steps: dict[str, Callable[[], Any]], warmups: dict[str, int], repeats: int
+    steps: dict[str, Callable[[], Any]],
+    warmups: dict[str, int],
+    repeats: int,
+    before: Callable[[], Any] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Median and minimum seconds per step of each candidate, their steps interleaved.
 
     One step of each candidate in turn, ``repeats`` rounds: a burst of load from elsewhere on
     the machine then slows every candidate of a round alike, and ratios between them hold
     better than times taken one candidate after another. The minimum is the time of a step
-    that nothing disturbed.
+    that nothing disturbed. ``before``, if given, runs untimed before every timed step (to
+    evict the caches, say).
     """
     for label, step in steps.items():
         for _ in range(warmups[label]):
@@ -128,6 +132,8 @@ def time_interleaved(
     times: dict[str, list[float]] = {label: [] for label in steps}
     for _ in range(repeats):
         for label, step in steps.items():
+            if before is not None:
+                before()
             start = time.perf_counter()
             step()
             times[label].append(time.perf_counter() - start)
