@@ -1,7 +1,10 @@
 """The fused (compiled) path agrees with the eager path and never recompiles for a new value.
 
-Fused and eager evaluate the same chain; inductor may reorder float operations. In float64 they
-agree to 1e-12 over 50 steps, which shows the arithmetic is the same. In float32 they agree to
+Fused and eager evaluate the same chain; inductor may reorder float operations, and the fused
+path multiplies by the reciprocals of per-step divisors (bias corrections) where eager divides.
+In float64 they agree to 1e-11 over 50 steps in which every numeric hyperparameter changes,
+which shows the arithmetic is the same (a hyperparameter baked into the compiled program as a
+constant, the bug this caught in eps, showed as 3e-10). In float32 they agree to
 1e-6, except where an adaptive method amplifies rounding over the run (RMSprop and NAdam at
 lr 1e-2 reach ~1.5e-6); there the bound is the distance of eager float32 itself from float64,
 i.e. float32 rounding. Centered RMSprop with momentum cancels in sqrt(v - mean(g)^2): either
@@ -51,10 +54,21 @@ def make_model(dtype: torch.dtype) -> nn.Module:
     return model.to(dtype)
 
 
+def decayed(value: Any) -> Any:
+    """A numeric hyperparameter (or a tuple of them) a little smaller; anything else as is."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(decayed(v) for v in value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value * 0.999
+    return value
+
+
 def train(
     name: str, options: dict[str, Any], *, fused: bool, dtype: torch.dtype = torch.float32
 ) -> tuple[Tensor, torch.optim.Optimizer]:
-    """``STEPS`` steps with a rate that changes at every step (as a schedule would)."""
+    """``STEPS`` steps with a rate that changes at every step (as a schedule would), and every
+    other numeric hyperparameter too: a compiled step must read each as an input, never as a
+    constant of the program (one that did would recompile, or keep a stale value)."""
     model = make_model(dtype)
     options = {"lr": LR.get(name, 1e-2), **options}
     optimizer = OPTIMIZERS[name].create(model.parameters(), fused=fused, **options)
@@ -65,6 +79,8 @@ def train(
         (sign * loss).backward()
         optimizer.step()
         for group in optimizer.param_groups:
+            for key in optimizer.defaults:
+                group[key] = decayed(group[key])
             group["lr"] *= 0.98
     return torch.cat([p.detach().flatten() for p in model.parameters()]), optimizer
 
@@ -86,11 +102,15 @@ def test_fused_matches_eager_and_compiles_once(case: str) -> None:
     # In float64 the two paths agree to float64 rounding: the arithmetic is the same.
     eager64, _ = train(name, options, fused=False, dtype=torch.float64)
     fused64, _ = train(name, options, fused=True, dtype=torch.float64)
-    assert relative(eager64, fused64) <= 1e-12
+    assert relative(eager64, fused64) <= 1e-11
     # In float32 they agree within float32 rounding: 1e-6, or, where the dynamics amplify
-    # rounding beyond that, no further apart than eager float32 is from float64.
+    # rounding beyond that, fused float32 is no further from float64 than a few times eager
+    # float32's own distance from it (RMSprop with momentum, with every rate changing at
+    # every step: eager 0.77e-6, fused 2.0e-6 from float64; the float64 check above is the
+    # one that shows the arithmetic is the same).
     rounding = relative(eager64, eager.double())
-    assert relative(eager, fused) <= max(1e-6, 2 * rounding)
+    if relative(eager, fused) > 1e-6:
+        assert relative(eager64, fused.double()) <= 3 * rounding
 
 
 def test_every_registry_entry_is_covered() -> None:

@@ -13,7 +13,15 @@ import torch
 from torch import Tensor
 
 from gradkit.optim._core import Bucket, GradientTransformation, scalar_dtype, unstack
-from gradkit.optim._foreach import add_scaled_, addcmul_, lerp_, sqrt
+from gradkit.optim._foreach import (
+    add_scalar_,
+    add_scaled_,
+    addcmul_,
+    divide_by_scalars_,
+    divided_by_scalars,
+    lerp_,
+    sqrt,
+)
 from gradkit.optim._hyper import Hyper, boolean, non_negative
 from gradkit.optim._hyper import betas as _betas_check
 
@@ -78,8 +86,8 @@ class ScaleByAdam(_Moments):
     def scalars(self, bucket: Bucket) -> dict[str, Any]:
         beta1, beta2 = bucket.value("betas")
         return {
-            "bias_correction1": bucket.per_step(lambda t: 1 - beta1**t),
-            "bias_correction2_sqrt": bucket.per_step(lambda t: sqrt(1 - beta2**t)),
+            "bias_correction1": bucket.per_step_divisor(lambda t: 1 - beta1**t),
+            "bias_correction2_sqrt": bucket.per_step_divisor(lambda t: sqrt(1 - beta2**t)),
         }
 
     def apply(self, bucket: Bucket) -> None:
@@ -94,11 +102,11 @@ class ScaleByAdam(_Moments):
             torch._foreach_maximum_(maxima, exp_avg_sqs)
             exp_avg_sqs = maxima
         denom = torch._foreach_sqrt(exp_avg_sqs)
-        torch._foreach_div_(denom, unstack(scalars["bias_correction2_sqrt"]))
-        torch._foreach_add_(denom, bucket.value("eps"))
+        divide_by_scalars_(denom, scalars["bias_correction2_sqrt"])
+        add_scalar_(denom, bucket.value("eps"))
         torch._foreach_copy_(bucket.updates, exp_avgs)
         torch._foreach_div_(bucket.updates, denom)
-        torch._foreach_div_(bucket.updates, unstack(scalars["bias_correction1"]))
+        divide_by_scalars_(bucket.updates, scalars["bias_correction1"])
 
 
 def scale_by_adam(
@@ -132,7 +140,7 @@ class ScaleByAdamax(GradientTransformation):
 
     def scalars(self, bucket: Bucket) -> dict[str, Any]:
         beta1, _ = bucket.value("betas")
-        return {"bias_correction1": bucket.per_step(lambda t: 1 - beta1**t)}
+        return {"bias_correction1": bucket.per_step_divisor(lambda t: 1 - beta1**t)}
 
     def apply(self, bucket: Bucket) -> None:
         beta1, beta2 = bucket.value("betas")
@@ -142,11 +150,11 @@ class ScaleByAdamax(GradientTransformation):
         torch._foreach_mul_(exp_infs, beta2)
         # The raw update is no longer needed: reuse its memory for |u| + eps.
         torch._foreach_abs_(bucket.updates)
-        torch._foreach_add_(bucket.updates, bucket.value("eps"))
+        add_scalar_(bucket.updates, bucket.value("eps"))
         torch._foreach_maximum_(exp_infs, bucket.updates)
         torch._foreach_copy_(bucket.updates, exp_avgs)
         torch._foreach_div_(bucket.updates, exp_infs)
-        torch._foreach_div_(bucket.updates, unstack(bias_correction1))
+        divide_by_scalars_(bucket.updates, bias_correction1)
 
 
 def scale_by_adamax(betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> ScaleByAdamax:
@@ -223,16 +231,16 @@ class ScaleByNadam(_Moments):
         return {
             "grad_scales": grad_scales,
             "avg_scales": avg_scales,
-            "bias_correction2": bucket.per_step(lambda t: 1 - beta2**t),
+            "bias_correction2": bucket.per_step_divisor(lambda t: 1 - beta2**t),
         }
 
     def apply(self, bucket: Bucket) -> None:
         beta1, beta2 = bucket.value("betas")
         scalars = self.step_scalars(bucket)
         exp_avgs, exp_avg_sqs = _moments(bucket, beta1, beta2)
-        denom = torch._foreach_div(exp_avg_sqs, unstack(scalars["bias_correction2"]))
+        denom = divided_by_scalars(exp_avg_sqs, scalars["bias_correction2"])
         torch._foreach_sqrt_(denom)
-        torch._foreach_add_(denom, bucket.value("eps"))
+        add_scalar_(denom, bucket.value("eps"))
         torch._foreach_mul_(bucket.updates, unstack(scalars["grad_scales"]))
         add_scaled_(bucket.updates, exp_avgs, unstack(scalars["avg_scales"]))
         torch._foreach_div_(bucket.updates, denom)
@@ -327,7 +335,7 @@ class ScaleByRadam(_Moments):
         """The same rule with the ``rho_t > 5`` switch as a select, for a compiled step."""
         scalars = self.step_scalars(bucket)
         denom = torch._foreach_sqrt(exp_avg_sqs)
-        torch._foreach_add_(denom, bucket.value("eps"))
+        add_scalar_(denom, bucket.value("eps"))
         adaptive = torch._foreach_div(exp_avgs, denom)
         torch._foreach_mul_(adaptive, unstack(scalars["rectified_scales"]))
         plain = torch._foreach_mul(exp_avgs, unstack(scalars["plain_scales"]))

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gradkit.optim._core import Bucket, GradientTransformation, unstack
-from gradkit.optim._foreach import addcmul_, lerp_
+from gradkit.optim._core import Bucket, GradientTransformation
+from gradkit.optim._foreach import add_scalar, add_scalar_, addcmul_, divide_by_scalars_, lerp_
 from gradkit.optim._hyper import Hyper, boolean, non_negative, unit_interval
 
 
@@ -45,17 +45,17 @@ class ScaleByAdagrad(GradientTransformation):
         sums = [state["sum"] for state in bucket.states]
         torch._foreach_addcmul_(sums, bucket.updates, bucket.updates, value=1)
         std = torch._foreach_sqrt(sums)
-        torch._foreach_add_(std, bucket.value("eps"))
+        add_scalar_(std, bucket.value("eps"))
         torch._foreach_div_(bucket.updates, std)
         if not bucket.is_off("lr_decay"):
             decay = self.step_scalars(bucket)["decay"]
-            torch._foreach_div_(bucket.updates, unstack(decay))
+            divide_by_scalars_(bucket.updates, decay)
 
     def scalars(self, bucket: Bucket) -> dict[str, Any] | None:
         if bucket.is_off("lr_decay"):
             return None
         lr_decay = bucket.value("lr_decay")
-        return {"decay": bucket.per_step(lambda t: 1 + (t - 1) * lr_decay)}
+        return {"decay": bucket.per_step_divisor(lambda t: 1 + (t - 1) * lr_decay)}
 
 
 def scale_by_adagrad(
@@ -109,7 +109,7 @@ class ScaleByRms(GradientTransformation):
             torch._foreach_sqrt_(avg)
         else:
             avg = torch._foreach_sqrt(square_avgs)
-        torch._foreach_add_(avg, bucket.value("eps"))
+        add_scalar_(avg, bucket.value("eps"))
         torch._foreach_div_(bucket.updates, avg)
 
 
@@ -146,9 +146,9 @@ class ScaleByAdadelta(GradientTransformation):
         acc_deltas = [state["acc_delta"] for state in bucket.states]
         torch._foreach_mul_(square_avgs, rho)
         addcmul_(square_avgs, bucket.updates, bucket.updates, 1 - rho)
-        std = torch._foreach_add(square_avgs, eps)
+        std = add_scalar(square_avgs, eps)
         torch._foreach_sqrt_(std)
-        delta = torch._foreach_add(acc_deltas, eps)
+        delta = add_scalar(acc_deltas, eps)
         torch._foreach_sqrt_(delta)
         torch._foreach_div_(delta, std)
         torch._foreach_mul_(bucket.updates, delta)

@@ -109,6 +109,13 @@ class Bucket:
             raise RuntimeError("Bucket.per_step: the fused path must set bucket.counts first")
         return function(self.counts)
 
+    def per_step_divisor(self, function: Callable[[Any], Any]) -> Any:
+        """:meth:`per_step` for a scalar that updates will be divided by, with
+        :func:`~gradkit.optim._foreach.divide_by_scalars_`: on the fused path, its reciprocal
+        (one numpy operation), so that the compiled loops multiply instead of divide."""
+        values = self.per_step(function)
+        return values if self.hypers is None else 1.0 / values
+
     def is_off(self, key: str) -> bool:
         """Whether ``key`` is ``None`` or 0 in this group (a structural, not a numeric, fact)."""
         if self.hypers is None:

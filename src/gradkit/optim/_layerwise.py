@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -49,6 +49,14 @@ def _tied_norms(updates: list[Tensor], weights: list[Tensor]) -> list[Tensor]:
         torch.sqrt(torch.sum(update * update + 0.0 * weight, dtype=dtype))
         for update, weight in zip(updates, weights, strict=True)
     ]
+
+
+def _in_dtype_of(bound: Any, norms: list[Tensor]) -> Any:
+    """A bound as a number, or (on the fused path) as a 0-d tensor in the norms' dtype, so
+    that clamping a float32 norm gives float32 as it does with a Python number."""
+    if isinstance(bound, Tensor) and norms:
+        return bound.to(norms[0].dtype)
+    return bound
 
 
 def guarded_ratios(
@@ -133,9 +141,14 @@ class ScaleByTrustRatio(GradientTransformation):
         if not group["layer_adaptation"]:
             return
         weight_norms = norms(bucket.params)
-        bounds = group["weight_norm_bounds"]  # a structural choice: a compiled step specializes
-        # phi clamps the weight norm; the zero guard still looks at the true norm.
-        phi = None if bounds is None else [norm.clamp(*bounds) for norm in weight_norms]
+        # phi clamps the weight norm; the zero guard still looks at the true norm. The bounds
+        # are numbers read through bucket.value, so a compiled step takes new ones as inputs.
+        phi = None
+        if not bucket.is_off("weight_norm_bounds"):
+            low, high = (
+                _in_dtype_of(bound, weight_norms) for bound in bucket.value("weight_norm_bounds")
+            )
+            phi = [norm.clamp(low, high) for norm in weight_norms]
         if bucket.workspaces is not None:
             # Fused: the update lives in the kept workspace, written once, read by the norm and
             # by the scaled update below, which is computed out of place so that the
