@@ -47,6 +47,15 @@ from torch import Tensor
 from torch.utils.weak import WeakTensorKeyDictionary
 
 from gradkit.optim._core import Bucket, GradientTransformation, is_off
+from gradkit.optim._direct import (
+    DirectCall,
+    gather_inputs,
+    record,
+    run_recorded,
+    structure,
+    trusted,
+)
+from gradkit.optim._plan import StepPlan
 
 
 def _precompute(transformation: GradientTransformation, buckets: Sequence[Bucket]) -> None:
@@ -89,8 +98,8 @@ def _numeric(value: Any) -> bool:
     return isinstance(value, (int, float, Tensor)) and not isinstance(value, bool)
 
 
-def _compiled_copy(function: Any) -> Any:
-    """``torch.compile`` of a private copy of ``function``.
+def _compiled_copy(function: Any, log: list[Any]) -> Any:
+    """``torch.compile`` of a private copy of ``function``, noting its calls in ``log``.
 
     Dynamo caches compiled code per code object; two optimizers with different chains must not
     share (and exhaust) one cache, so each compiles its own copy.
@@ -118,21 +127,24 @@ def _compiled_copy(function: Any) -> Any:
         # taken for these; the heuristics themselves are installed by _inductor_with_choices.
         "inductor_choices_class": _step_choices,
     }
-    backend = functools.partial(_inductor_with_choices, options=_known(options))
+    backend = functools.partial(_inductor_with_choices, options=_known(options), log=log)
     return torch.compile(copy, fullgraph=True, dynamic=False, backend=backend)
 
 
-def _inductor_with_choices(graph: Any, example_inputs: Any, *, options: dict[str, Any]) -> Any:
+def _inductor_with_choices(
+    graph: Any, example_inputs: Any, *, options: dict[str, Any], log: list[Any]
+) -> Any:
     """Inductor with ``options`` and the step's heuristics (:func:`_step_choices_class`).
 
     A backend, so that the heuristics are in place while a program compiles and cost nothing
-    on the calls that run it.
+    on the calls that run it. Each guarded call of the program is noted in ``log``, so that
+    the step can call it directly afterwards (:mod:`gradkit.optim._direct`).
     """
     from torch._inductor.compile_fx import compile_fx
     from torch._inductor.virtualized import V
 
     with V.set_choices_handler(_step_choices()):
-        return compile_fx(graph, example_inputs, config_patches=options)
+        return run_recorded(compile_fx(graph, example_inputs, config_patches=options), log)
 
 
 @functools.cache
@@ -214,21 +226,30 @@ class FusedStep:
     A step is the per-step scalars (bias corrections; see
     :meth:`GradientTransformation.scalars`), computed eagerly with numpy, then one compiled
     program that takes them as inputs: its element-wise kernels read them instead of recomputing
-    them for every vector of every parameter.
+    them for every vector of every parameter. The buckets are kept between steps
+    (:attr:`plan`), and once dynamo has run the program through its guards, later steps call
+    it directly while the step's structure and inputs match (:mod:`gradkit.optim._direct`).
     """
 
     def __init__(self, transformation: GradientTransformation) -> None:
         self.transformation = transformation
-        self._compiled = _compiled_copy(_run_chain)
+        self._log: list[Any] = []
+        self._compiled = _compiled_copy(_run_chain, self._log)
         self._tensors: dict[tuple[int, str], _Holder] = {}
         self._wants_workspace = transformation.wants_workspace()
         self._workspaces = WeakTensorKeyDictionary()
         self._counter_keys = ("step", *transformation.scalar_state_keys())
         self._counters: dict[tuple[int, torch.device, torch.dtype, str], _Counters] = {}
+        self._trusted = trusted(transformation)
+        self._direct: DirectCall | None = None
+        self.plan: StepPlan | None = None
+        """The buckets of the last step, reused while they still describe the optimizer."""
         self.compile_seconds = 0.0
         """Wall time of the calls that compiled (0 when inductor's cache had everything)."""
         self.compilations = 0
         """How many calls compiled a new program."""
+        self.direct_steps = 0
+        """How many steps called the compiled program without dynamo's guards."""
 
     def _tensor(self, index: int, key: str, value: Any) -> Any:
         """The 0-d tensor standing for ``value`` (refilled in place, never re-created).
@@ -288,7 +309,7 @@ class FusedStep:
 
     def prepare(self, buckets: Sequence[Bucket], hypers: Sequence[str]) -> None:
         """Give each bucket its hyperparameters (as tensors for the compiled program, as
-        floats for the scalars), its off-keys and its counters; count the step."""
+        floats for the scalars), its off-keys, its counters and workspaces; count the step."""
         for bucket in buckets:
             tensors: dict[str, Any] = {}
             numbers: dict[str, Any] = {}
@@ -305,19 +326,37 @@ class FusedStep:
             bucket.hypers = tensors
             bucket.numbers = numbers
             bucket.off = frozenset(off)
+            bucket.scalars = {}
             bucket.counters = {key: self._gather(bucket, key) for key in self._counter_keys}
             steps = bucket.counters["step"]
             steps += 1
             bucket.counts = steps.astype(np.float64)
-            if self._wants_workspace:
+            if self._wants_workspace and bucket.workspaces is None:
                 bucket.workspaces = [self._workspace(param) for param in bucket.params]
 
-    def __call__(self, buckets: Sequence[Bucket]) -> None:
+    def step(self, plan: StepPlan, hypers: Sequence[str]) -> None:
+        """One fused step over the plan's buckets (their ``updates`` hold the gradients)."""
+        buckets = plan.buckets
+        self.prepare(buckets, hypers)
+        _precompute(self.transformation, buckets)
+        shape, inputs = None, None
+        if self._trusted:
+            shape = structure(plan, hypers)
+            inputs = gather_inputs(plan, buckets)
+            if self._direct is not None and self._direct(shape, inputs):
+                for bucket in buckets:
+                    bucket.updates = []  # what the traced program leaves (see _run_chain)
+                self.direct_steps += 1
+                return
         counters = torch._dynamo.utils.counters["stats"]
         before = counters["unique_graphs"]
         start = time.perf_counter()
-        _precompute(self.transformation, buckets)
+        self._log.clear()
         self._compiled(self.transformation, buckets)
         if counters["unique_graphs"] != before:
             self.compilations += 1
             self.compile_seconds += time.perf_counter() - start
+        self._direct = None
+        if shape is not None and len(self._log) == 1:
+            self._direct = record(*self._log[0], inputs, shape)
+        self._log.clear()

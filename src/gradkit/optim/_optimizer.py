@@ -11,6 +11,7 @@ from torch import Tensor
 from gradkit.optim._core import Bucket, GradientTransformation, scalar_dtype
 from gradkit.optim._fused import FusedStep
 from gradkit.optim._hyper import Hyper, boolean, validate_group
+from gradkit.optim._plan import StepPlan
 
 ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
 
@@ -87,6 +88,7 @@ class ChainedOptimizer(torch.optim.Optimizer):
             )
         self._transformation = transformation
         self._hypers = hypers
+        self._hyper_keys = tuple(hypers)
         self._fused = FusedStep(transformation) if fused else None
         merged = {key: hyper.default for key, hyper in hypers.items()}
         merged.update(defaults)
@@ -184,12 +186,18 @@ class ChainedOptimizer(torch.optim.Optimizer):
         # Cross-group settings may have been edited since construction; check before any
         # state changes, so that a failed step leaves no trace.
         self._transformation.validate_groups(self.param_groups, type(self).__name__)
+        fused = self._fused
+        if fused is not None and fused.plan is not None:
+            if fused.plan.reuse(self.param_groups, self.state):
+                fused.step(fused.plan, self._hyper_keys)
+                return loss
+            fused.plan = None
         buckets, fresh = self._buckets()
         if not buckets:
             return loss
-        if self._fused is not None and not fresh:
-            self._fused.prepare(buckets, list(self._hypers))
-            self._fused(buckets)
+        if fused is not None and not fresh:
+            fused.plan = StepPlan(self.param_groups, self.state, buckets)
+            fused.step(fused.plan, self._hyper_keys)
             return loss
         for bucket in buckets:
             # The update starts as a copy of the gradient so that p.grad is never modified.
