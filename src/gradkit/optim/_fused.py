@@ -6,11 +6,13 @@ memory once per op. The fused path traces the same chain (the same Python code) 
 per parameter (C++/OpenMP on CPU, Triton on GPU), so each array is read and written about once.
 
 What keeps it from recompiling: every numeric hyperparameter enters as a 0-d tensor (one per
-group and key, refilled in place before each step), the step counters do not enter it at all
-(only the per-step scalars computed from them do), and only structural facts (which keys are
-0 or ``None``, booleans such as ``nesterov``, the set of state entries) are Python values that
-the compiled code is specialized on. A new ``lr``, ``momentum`` or ``betas`` therefore never
-triggers a recompilation; switching ``momentum`` between 0 and non-zero does, once.
+group and key, refilled in place before each step; added as a list, since ``torch.compile``
+bakes a 0-d tensor given to ``_foreach_add_`` as its scalar into the program), the step
+counters do not enter it at all (only the per-step scalars computed from them do), and only
+structural facts (which keys are 0 or ``None``, booleans such as ``nesterov``, the set of state
+entries) are Python values that the compiled code is specialized on. A new ``lr``,
+``momentum`` or ``betas`` therefore never triggers a recompilation; switching ``momentum``
+between 0 and non-zero does, once.
 
 Per-step scalars (bias corrections, NAdam's and RAdam's schedules) are computed before the
 compiled program, with numpy on one array of step counts per bucket, and enter it as inputs:
@@ -25,6 +27,13 @@ The program is compiled by inductor with a few settings of its own (see
 (:func:`_step_choices_class`): inductor's defaults fused loops of different parameters because
 they read the same hyperparameters, and refused to fuse the loops of one parameter when a
 multi-tensor program over many parameters put them far apart.
+
+What a step costs besides its arithmetic: the buckets are kept between steps and checked by
+identity (:mod:`gradkit.optim._plan`), and once dynamo has run the program through its guards,
+later steps call it directly while their structure and inputs match
+(:mod:`gradkit.optim._direct`). Divisions by per-step scalars become multiplications by their
+reciprocals (:meth:`Bucket.per_step_divisor`): the compiled loops would otherwise divide every
+vector.
 
 Compiled code is cached on disk by inductor (its FX graph cache) and reused by later processes
 with the same chain, shapes and torch version; :attr:`FusedStep.compile_seconds` reports the
@@ -213,6 +222,12 @@ class _Holder:
     value: float | None = None
 
 
+def _holds_tensor(value: Any) -> bool:
+    if isinstance(value, (tuple, list)):
+        return any(map(_holds_tensor, value))
+    return isinstance(value, Tensor)
+
+
 def _number(value: Any) -> Any:
     """A hyperparameter as Python floats (a tuple of them for a tuple)."""
     if isinstance(value, (tuple, list)):
@@ -241,6 +256,7 @@ class FusedStep:
         self._counter_keys = ("step", *transformation.scalar_state_keys())
         self._counters: dict[tuple[int, torch.device, torch.dtype, str], _Counters] = {}
         self._trusted = trusted(transformation)
+        self._prepared: dict[int, tuple[tuple[Any, ...], Any]] = {}
         self._direct: DirectCall | None = None
         self.plan: StepPlan | None = None
         """The buckets of the last step, reused while they still describe the optimizer."""
@@ -307,25 +323,43 @@ class FusedStep:
             known = self._counters[index] = _Counters(views, vector.numpy())
         return known.array
 
+    def _hyperparameters(
+        self, bucket: Bucket, hypers: Sequence[str]
+    ) -> tuple[dict[str, Any], dict[str, Any], frozenset[str]]:
+        """The bucket's hyperparameters as tensors and as floats, and its off-keys.
+
+        Made again only when a value in the group changed: between the steps of a run most
+        groups keep every value (a schedule changes ``lr`` alone), and for a dozen keys the
+        checks cost more than the one comparison of all values at once. A group holding a
+        tensor is read afresh at every step (the tensor may change in place).
+        """
+        values = tuple(map(bucket.group.get, hypers))
+        known = self._prepared.get(bucket.group_index)
+        if known is not None and known[0] == values:
+            return known[1]
+        tensors: dict[str, Any] = {}
+        numbers: dict[str, Any] = {}
+        off = set()
+        for key, value in zip(hypers, values, strict=True):
+            if is_off(value):
+                off.add(key)
+            if _numeric(value) or (
+                isinstance(value, (tuple, list)) and value and all(map(_numeric, value))
+            ):
+                tensors[key] = self._tensor(bucket.group_index, key, value)
+                numbers[key] = _number(value)
+        made = (tensors, numbers, frozenset(off))
+        if not any(map(_holds_tensor, values)):
+            self._prepared[bucket.group_index] = (values, made)
+        else:
+            self._prepared.pop(bucket.group_index, None)
+        return made
+
     def prepare(self, buckets: Sequence[Bucket], hypers: Sequence[str]) -> None:
         """Give each bucket its hyperparameters (as tensors for the compiled program, as
         floats for the scalars), its off-keys, its counters and workspaces; count the step."""
         for bucket in buckets:
-            tensors: dict[str, Any] = {}
-            numbers: dict[str, Any] = {}
-            off = set()
-            for key in hypers:
-                value = bucket.group.get(key)
-                if is_off(value):
-                    off.add(key)
-                if _numeric(value) or (
-                    isinstance(value, (tuple, list)) and value and all(map(_numeric, value))
-                ):
-                    tensors[key] = self._tensor(bucket.group_index, key, value)
-                    numbers[key] = _number(value)
-            bucket.hypers = tensors
-            bucket.numbers = numbers
-            bucket.off = frozenset(off)
+            bucket.hypers, bucket.numbers, bucket.off = self._hyperparameters(bucket, hypers)
             bucket.scalars = {}
             bucket.counters = {key: self._gather(bucket, key) for key in self._counter_keys}
             steps = bucket.counters["step"]
@@ -333,6 +367,25 @@ class FusedStep:
             bucket.counts = steps.astype(np.float64)
             if self._wants_workspace and bucket.workspaces is None:
                 bucket.workspaces = [self._workspace(param) for param in bucket.params]
+
+    def plan_for(
+        self, groups: Sequence[dict[str, Any]], state: Any, buckets: list[Bucket]
+    ) -> StepPlan:
+        """The plan of freshly built buckets, their parameters put smallest first.
+
+        Inductor opens one OpenMP parallel region at the first loop large enough to split
+        between threads; every smaller loop after it runs as ``omp single``, followed by a
+        barrier. A network's biases and gains after its matrices cost one barrier each
+        (64 per step in the benchmark's layout); in front of them they run before the region
+        opens, with none.
+        """
+        for bucket in buckets:
+            order = sorted(range(len(bucket.params)), key=lambda i: bucket.params[i].numel())
+            bucket.params = [bucket.params[i] for i in order]
+            bucket.updates = [bucket.updates[i] for i in order]
+            bucket.states = [bucket.states[i] for i in order]
+        self.plan = StepPlan(groups, state, buckets)
+        return self.plan
 
     def step(self, plan: StepPlan, hypers: Sequence[str]) -> None:
         """One fused step over the plan's buckets (their ``updates`` hold the gradients)."""

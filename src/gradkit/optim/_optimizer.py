@@ -11,7 +11,6 @@ from torch import Tensor
 from gradkit.optim._core import Bucket, GradientTransformation, scalar_dtype
 from gradkit.optim._fused import FusedStep
 from gradkit.optim._hyper import Hyper, boolean, validate_group
-from gradkit.optim._plan import StepPlan
 
 ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
 
@@ -196,8 +195,7 @@ class ChainedOptimizer(torch.optim.Optimizer):
         if not buckets:
             return loss
         if fused is not None and not fresh:
-            fused.plan = StepPlan(self.param_groups, self.state, buckets)
-            fused.step(fused.plan, self._hyper_keys)
+            fused.step(fused.plan_for(self.param_groups, self.state, buckets), self._hyper_keys)
             return loss
         for bucket in buckets:
             # The update starts as a copy of the gradient so that p.grad is never modified.
