@@ -161,6 +161,26 @@ def test_load_state_dict_mid_run() -> None:
     assert fused.direct_steps >= 3
 
 
+def test_a_param_group_added_mid_run() -> None:
+    """The new group's parameters join the step at once (they had no gradient before)."""
+
+    def build(params: Any, *, fused: bool) -> torch.optim.Optimizer:
+        params = list(params)
+        optimizer = gko.Adam(params[:-2], lr=1e-2, fused=fused)
+        optimizer.later = params[-2:]  # type: ignore[attr-defined]
+        return optimizer
+
+    def add_group(step: int, model: nn.Module, optimizer: Any) -> None:
+        if step < 4:
+            for param in optimizer.later:
+                param.grad = None
+        if step == 4:
+            optimizer.add_param_group({"params": optimizer.later, "lr": 5e-3})
+
+    fused = assert_same_as_eager(build, add_group)
+    assert fused.direct_steps >= 3
+
+
 def test_a_sparse_gradient_is_still_refused_with_its_message() -> None:
     params = [nn.Parameter(torch.randn(8))]
     optimizer = gko.SGD(params, lr=0.1, fused=True)
