@@ -10,7 +10,8 @@ that the arithmetic is negligible:
   (parameters, gradients, two moments): the least any compiled step with these inputs costs;
 - ``compiled, nested``: the same update reading its inputs through bucket objects and state
   dicts, as gradkit's chain does (attribute and dictionary accessors in the guards);
-- ``gradkit fused Adam``: the whole ``optimizer.step()``;
+- ``gradkit fused Adam``: the whole ``optimizer.step()``, which after its first compiled step
+  calls its program without dynamo (``gradkit/optim/_direct.py``);
 - ``torch fused Adam``: ``torch.optim.Adam(fused=True).step()``, which has no guards.
 
 Each is timed with warm caches (the same call repeated) and cold (a 64 MB copy before every
