@@ -34,7 +34,7 @@ from typing import Any
 
 from torch import Tensor
 
-from gradkit.optim._core import Bucket, Chain, Conditional, GradientTransformation
+from gradkit.optim._core import Chain, Conditional, GradientTransformation
 from gradkit.optim._plan import StepPlan
 
 
@@ -86,7 +86,7 @@ def structure(plan: StepPlan, hypers: Sequence[str]) -> tuple[Any, ...]:
     )
 
 
-def gather_inputs(plan: StepPlan, buckets: Sequence[Bucket]) -> list[Tensor] | None:
+def gather_inputs(plan: StepPlan) -> list[Tensor] | None:
     """Every tensor the program may read, always in the same order; None if one is missing.
 
     Parameters, this step's gradients (``bucket.updates`` before the program), each state
@@ -95,7 +95,7 @@ def gather_inputs(plan: StepPlan, buckets: Sequence[Bucket]) -> list[Tensor] | N
     """
     inputs: list[Tensor] = []
     keys = iter(plan.state_keys)
-    for bucket in buckets:
+    for bucket in plan.buckets:
         inputs += bucket.params
         inputs += bucket.updates
         for entry in bucket.states:

@@ -395,7 +395,7 @@ class FusedStep:
         shape, inputs = None, None
         if self._trusted:
             shape = structure(plan, hypers)
-            inputs = gather_inputs(plan, buckets)
+            inputs = gather_inputs(plan)
             if self._direct is not None and self._direct(shape, inputs):
                 for bucket in buckets:
                     bucket.updates = []  # what the traced program leaves (see _run_chain)

@@ -43,9 +43,9 @@ class StepPlan:
         self.state_values = list(state.values())
         self.buckets = buckets
         self.states = [entry for bucket in buckets for entry in bucket.states]
-        self.state_sizes = [len(entry) for entry in self.states]
         self.state_keys = [tuple(entry) for entry in self.states]
-        """Each state dict's keys, in the order :func:`gather_inputs` reads them."""
+        """Each state dict's keys, in the order the direct call gathers its inputs."""
+        self.state_sizes = list(map(len, self.state_keys))
         included = {id(param) for bucket in buckets for param in bucket.params}
         self.without_grad = [
             param for params in self.group_params for param in params if id(param) not in included
