@@ -11,9 +11,9 @@ knows, by identity, that the Python structure the program was traced on is uncha
 a guarded call the step records which compiled program dynamo ran and with which inputs, and
 later steps call that program themselves when
 
-- the structure is the same: the plan's bucket layout and state keys, and every structural
-  hyperparameter (booleans, which keys are 0 or ``None``, tuples such as LAMB's weight-norm
-  bounds), compared by value;
+- the structure is the same: the plan's bucket layout and state keys, which hyperparameters
+  are 0 or ``None``, and every one that is not a number (booleans such as ``nesterov``),
+  compared by value; numbers enter the program as tensors, so only their kind counts;
 - the inputs gathered from the buckets, in the same places, pass the same tensor checks dynamo
   makes (dtype, device, shape, strides, dispatch keys, ``requires_grad``: one C++ call over all
   of them), no two of them are the same tensor, and torch's global state (grad mode, default
