@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gradkit.optim._core import unstack
+
 Scalar = Any
 """A Python number, a 0-d tensor, or a per-tensor list of either."""
 
@@ -109,13 +111,13 @@ def divided_by_scalars(tensors: list[Tensor], divisors: Any) -> list[Tensor]:
     not hoisted out of the loops either). The reciprocal is one rounding more, in float64.
     """
     if isinstance(divisors, Tensor):
-        return torch._foreach_mul(tensors, list(divisors.unbind()))
+        return torch._foreach_mul(tensors, unstack(divisors))
     return torch._foreach_div(tensors, divisors)
 
 
 def divide_by_scalars_(targets: list[Tensor], divisors: Any) -> None:
     """``targets[i] /= divisors[i]`` in place; see :func:`divided_by_scalars`."""
     if isinstance(divisors, Tensor):
-        torch._foreach_mul_(targets, list(divisors.unbind()))
+        torch._foreach_mul_(targets, unstack(divisors))
     else:
         torch._foreach_div_(targets, divisors)
