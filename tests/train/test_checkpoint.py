@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import random
 import re
 import struct
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,7 +24,13 @@ from gradkit.train import (
     save_checkpoint,
     train,
 )
-from gradkit.train._checkpoint import _HEADER, _MAGIC, capture_rng_state, restore_rng_state
+from gradkit.train._checkpoint import (
+    _HEADER,
+    _MAGIC,
+    capture_rng_state,
+    remove_stale_temporaries,
+    restore_rng_state,
+)
 
 
 def test_round_trip(tmp_path: Path) -> None:
@@ -145,3 +153,67 @@ def test_a_damaged_last_checkpoint_resumes_from_previous(
     expected = load_checkpoint(reference.run_dir / "checkpoints" / "last.pt")["model"]
     for name, value in load_checkpoint(last)["model"].items():
         assert torch.equal(value, expected[name]), name
+
+
+class _KilledSave(BaseException):
+    """Stands for SIGKILL: nothing after it runs (atomic_output's cleanup aside)."""
+
+
+def _kill_before_last_pt_is_renamed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Make ``os.replace`` 'kill' the process at the rename of the new ``last.pt``."""
+    replace, renames = os.replace, []
+
+    def dying_replace(source: Any, target: Any) -> None:
+        renames.append((Path(source).name, Path(target).name))
+        if Path(source).name.startswith(".last.pt.") and Path(target).name == "last.pt":
+            raise _KilledSave
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", dying_replace)
+    return renames
+
+
+@pytest.mark.parametrize("damage", ["truncated", "altered"])
+def test_a_damaged_last_checkpoint_is_never_rotated_over_previous(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    path = tmp_path / "last.pt"
+    save_checkpoint({"step": 1}, path, keep_previous=True)
+    save_checkpoint({"step": 2}, path, keep_previous=True)
+    save_checkpoint({"step": 3}, tmp_path / "best.pt")
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":
+        del data[len(data) // 2 :]
+    else:
+        data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    renames = _kill_before_last_pt_is_renamed(monkeypatch)
+    with pytest.raises(_KilledSave):
+        save_checkpoint({"step": 4}, path, keep_previous=True)
+    assert ("last.pt", "previous.pt") not in renames
+    monkeypatch.undo()
+    used, state = latest_checkpoint(tmp_path)
+    assert used == tmp_path / "previous.pt" and state["step"] == 1
+    # Without the kill, the new checkpoint replaces the damaged one and previous.pt stays.
+    save_checkpoint({"step": 4}, path, keep_previous=True)
+    assert load_checkpoint(path)["step"] == 4
+    assert load_checkpoint(tmp_path / "previous.pt")["step"] == 1
+
+
+def test_stale_temporary_files_are_removed_by_the_next_save(tmp_path: Path) -> None:
+    stale = [tmp_path / ".last.pt.k1ll3d.tmp", tmp_path / ".best.pt.abc.tmp"]
+    for file in stale:
+        file.write_bytes(b"half a checkpoint")
+    other = tmp_path / "notes.tmp"
+    other.write_text("not ours")
+    save_checkpoint({"step": 1}, tmp_path / "last.pt", keep_previous=True)
+    assert not stale[0].exists() and stale[1].exists()
+    assert remove_stale_temporaries(tmp_path) == [stale[1]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "notes.tmp"]
+
+
+def test_best_is_never_a_silent_fallback(tmp_path: Path) -> None:
+    save_checkpoint({"step": 3}, tmp_path / "best.pt")
+    (tmp_path / "last.pt").write_bytes(b"damaged")
+    with pytest.raises(CheckpointError, match=r"best\.pt is not used to resume"):
+        latest_checkpoint(tmp_path)

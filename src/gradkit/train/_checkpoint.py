@@ -8,7 +8,11 @@ lists, which ``weights_only`` accepts.
 
 ``last.pt`` is replaced by rename only once the new file is complete and on disk, and the one
 it replaces is kept as ``previous.pt``: if ``last.pt`` is damaged later, the run resumes from
-``previous.pt`` (:func:`latest_checkpoint`).
+``previous.pt`` (:func:`latest_checkpoint`). A damaged ``last.pt`` is never rotated into
+``previous.pt`` (that would discard the last good checkpoint): the next save replaces it and
+leaves ``previous.pt`` alone. Temporary files left by a save that was killed are removed by the
+next save (and at resume, :func:`remove_stale_temporaries`). ``best.pt`` is never a fallback:
+it holds another state (the best evaluation's), not the run's latest.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ __all__ = [
     "capture_rng_state",
     "latest_checkpoint",
     "load_checkpoint",
+    "remove_stale_temporaries",
     "restore_rng_state",
     "save_checkpoint",
 ]
@@ -50,20 +55,51 @@ def save_checkpoint(
     """Write ``state`` to ``path`` atomically (temporary file, fsync, rename).
 
     With ``keep_previous`` the file that ``path`` held is first renamed to
-    ``previous.pt`` beside it, so a complete checkpoint exists at every instant.
+    ``previous.pt`` beside it, so a complete checkpoint exists at every instant; only when
+    that file is itself a complete checkpoint (header and SHA-256 checked), since renaming a
+    damaged one would destroy the good ``previous.pt``. Temporary files of an earlier save of
+    ``path`` that was killed are removed first.
     """
     buffer = io.BytesIO()
     torch.save(state, buffer)
     payload = buffer.getbuffer()
     header = _HEADER.pack(_MAGIC, _VERSION, len(payload), hashlib.sha256(payload).digest())
     target = Path(path)
+    _remove_temporaries_of(target)
     with atomic_output(target) as temporary:
         with open(temporary, "wb") as stream:
             stream.write(header)
             stream.write(payload)
-        if keep_previous and target.exists():
+        if keep_previous and target.exists() and _is_complete(target):
             os.replace(target, target.with_name("previous.pt"))
     return target
+
+
+def _remove_temporaries_of(target: Path) -> None:
+    """Remove the temporary files :func:`~gradkit._io.atomic_output` made for ``target``."""
+    for temporary in target.parent.glob(f".{target.name}.*.tmp"):
+        temporary.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(directory: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files of checkpoint saves in ``directory`` that were killed.
+
+    Only the one process that writes a run's checkpoints may call this, and not during a save.
+    Returns the files removed.
+    """
+    found = list(Path(directory).glob(".*.pt.*.tmp"))
+    for temporary in found:
+        temporary.unlink(missing_ok=True)
+    return found
+
+
+def _is_complete(path: Path) -> bool:
+    """Whether ``path`` is a checkpoint whose header and checksum are intact (no unpickling)."""
+    try:
+        _verified_payload(path, path.read_bytes())
+    except (CheckpointError, OSError):
+        return False
+    return True
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -73,6 +109,17 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         data = path.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist") from None
+    payload = _verified_payload(path, data)
+    try:
+        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as error:  # weights_only refuses anything that could run code
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} cannot be loaded safely: {error}"
+        ) from None
+
+
+def _verified_payload(path: Path, data: bytes) -> memoryview:
+    """The ``torch.save`` bytes of a checkpoint file's ``data``, once its checksum matches."""
     if len(data) < _HEADER.size or not data.startswith(_MAGIC):
         raise CheckpointError(
             f"checkpoint {str(path)!r} is not a gradkit checkpoint (no gradkit header; "
@@ -94,12 +141,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"checkpoint {str(path)!r} is corrupted or was modified: its SHA-256 does not match "
             f"the one recorded when it was written"
         )
-    try:
-        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-    except Exception as error:  # weights_only refuses anything that could run code
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} cannot be loaded safely: {error}"
-        ) from None
+    return payload
 
 
 def latest_checkpoint(
@@ -125,6 +167,11 @@ def latest_checkpoint(
                 report(f"gradkit: skipping {path}: {error}")
             continue
         return path, state
+    if (directory / "best.pt").exists():
+        problems.append(
+            "best.pt is not used to resume (it holds the state of the best evaluation, not the "
+            "latest); copy it to last.pt to resume from that state on purpose"
+        )
     raise CheckpointError("no usable checkpoint in " + str(directory) + ": " + "; ".join(problems))
 
 
