@@ -17,6 +17,7 @@ from gradkit.models import get_model
 from gradkit.optim import SAM, get_optimizer, param_groups
 from gradkit.schedules import ParamScheduler, parse
 from gradkit.train._config import Config, ConfigError
+from gradkit.train._metrics import check_tensorboard
 
 __all__ = ["build_model", "build_optimizer", "build_scheduler", "new_run_dir", "run_settings"]
 
@@ -91,7 +92,12 @@ def new_run_dir(config: Config) -> Path:
 
 @contextlib.contextmanager
 def run_settings(config: Config) -> Iterator[None]:
-    """Threads and deterministic mode for the run; the previous settings come back after."""
+    """Threads and deterministic mode for the run; the previous settings come back after.
+
+    It first checks what the config asks of this machine (TensorBoard installed), so that a
+    run which cannot log as asked fails before it loads data or writes a file.
+    """
+    check_tensorboard(config.log.tensorboard)
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
     benchmark = torch.backends.cudnn.benchmark

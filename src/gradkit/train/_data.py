@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from gradkit._lookup import did_you_mean
 from gradkit.schedules import ScheduledBatchSampler, parse
 from gradkit.train._config import Config, ConfigError
 
@@ -37,10 +38,15 @@ def load_training_data(config: Config) -> TrainingData:
     from gradkit.data import load_dataset, validation_split
 
     data = config.data
+    _check_data_config(config)
     try:
         splits = load_dataset(data.name, root=data.root, **data.options)
     except KeyError as error:
         raise ConfigError(f"config: data.name: {error.args[0]}") from None
+    except OSError as error:  # a missing or unreadable directory or file
+        raise ConfigError(f"config: data.root: {error}") from None
+    except ValueError as error:  # an option's value, or a file that is not what it should be
+        raise ConfigError(f"config: data: {error}") from None
     classes = getattr(splits, "classes", None)
     if isinstance(classes, Sequence) and not isinstance(classes, str):
         classes = len(classes)
@@ -51,6 +57,30 @@ def load_training_data(config: Config) -> TrainingData:
         config,
         validation_split,
     )
+
+
+def _check_data_config(config: Config) -> None:
+    """Unknown ``data.options`` and a missing ``data.root``, as errors that name the key."""
+    from gradkit.data import get_dataset
+
+    data = config.data
+    try:
+        spec = get_dataset(data.name)
+    except KeyError as error:
+        raise ConfigError(f"config: data.name: {error.args[0]}") from None
+    allowed = spec.options()
+    for key in data.options:
+        if key not in allowed:
+            listed = ", ".join(allowed) if allowed else "none"
+            raise ConfigError(
+                f"config: data.options.{key}: dataset {spec.name!r} has no option {key!r}"
+                f"{did_you_mean(key, allowed)} (allowed: {listed})"
+            )
+    if spec.needs_root and not data.root:
+        raise ConfigError(
+            f"config: data.root: not set, and dataset {spec.name!r} is read from a local "
+            f"directory; set data.root=DIR, the directory that holds {spec.source}"
+        )
 
 
 def with_validation(data: TrainingData, config: Config, split: Any = None) -> TrainingData:

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from gradkit.train._sections import ConfigError
+
 __all__ = ["Distributed", "distributed_session"]
 
 _CPU = torch.device("cpu")
@@ -66,7 +68,11 @@ class Distributed:
 def _device(kind: str, local_rank: int) -> torch.device:
     if kind == "cuda" or (kind == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise RuntimeError("train.device = 'cuda' but CUDA is not available")
+            raise ConfigError(
+                "config: train.device: 'cuda', but CUDA is not available here (no GPU found, "
+                "or this torch is built without CUDA); available: 'cpu', or 'auto' (CUDA when "
+                "there is a GPU, else the CPU)"
+            )
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
     return torch.device("cpu")

@@ -10,7 +10,9 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["EVAL_FIELDS", "STEP_FIELDS", "MetricsLog", "read_jsonl"]
+from gradkit.train._sections import ConfigError
+
+__all__ = ["EVAL_FIELDS", "STEP_FIELDS", "MetricsLog", "check_tensorboard", "read_jsonl"]
 
 STEP_FIELDS = ("step", "loss", "lr", "batch_size", "grad_norm", "samples_per_second", "time")
 """The columns of ``steps.csv`` (``grad_norm`` only when clipping by global norm)."""
@@ -42,6 +44,18 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The records of a JSONL metrics file."""
     with open(path, encoding="utf-8") as stream:
         return [json.loads(line) for line in stream if line.strip()]
+
+
+def check_tensorboard(setting: str) -> bool:
+    """Whether TensorBoard is installed; a :class:`ConfigError` if ``setting`` is ``"on"``
+    and it is not (the trainer checks this before it loads data or writes a file)."""
+    installed = importlib.util.find_spec("tensorboard") is not None
+    if setting == "on" and not installed:
+        raise ConfigError(
+            "config: log.tensorboard: 'on', but the tensorboard package is not installed; "
+            "pip install tensorboard, or set log.tensorboard=auto (when installed) or off"
+        )
+    return installed
 
 
 class _Table:
@@ -104,12 +118,7 @@ class MetricsLog:
         tensorboard: str = "auto",
         resume_step: int | None = None,
     ) -> None:
-        installed = importlib.util.find_spec("tensorboard") is not None
-        if tensorboard == "on" and not installed:
-            raise RuntimeError(
-                "log.tensorboard = 'on' but the tensorboard package is not installed "
-                "(pip install tensorboard, or set log.tensorboard = 'auto')"
-            )
+        installed = check_tensorboard(tensorboard)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.steps = _Table(directory, "steps", STEP_FIELDS, resume_step)
