@@ -1,4 +1,5 @@
-"""The store: round trips, and two writer processes at once lose nothing."""
+"""The store: round trips, two writer processes at once lose nothing, no run done without
+curves."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 from gradkit.studies import RunPlan, Store
 
@@ -84,3 +87,12 @@ def test_two_writer_processes_lose_nothing(tmp_path: Path) -> None:
         assert all(r.status == "done" and r.steps == 40 for r in runs)
         for run in runs:
             assert len(store.curve(run.run_id, "step", "loss")) == 40
+
+
+def test_a_run_without_curves_is_never_recorded_done(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.db") as store:
+        store.start(_plan("r1"), "study")
+        with pytest.raises(ValueError, match=r"^store: run 'r1' has no curves \(its metrics"):
+            store.finish("r1", metrics={"test_accuracy": 0.5}, seconds=1, steps=1, curves=[])
+        assert store.statuses() == {"r1": "running"}  # nothing written: the next call reruns it
+        assert store.runs()[0].metrics == {}

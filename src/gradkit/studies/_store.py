@@ -22,7 +22,8 @@ the runs that an interpolation needs (:mod:`gradkit.studies._interpolation`). An
 "test_loss": [...], "test_accuracy": [...]}``; a failed one has ``error`` and no curve.
 
 ``status`` is ``running`` (started and not finished: its process was killed, or is still
-working), ``done`` or ``failed`` (``error`` holds the exception and the end of its traceback).
+working), ``done`` (always with curves: :meth:`Store.finish` refuses a run without any) or
+``failed`` (``error`` holds the exception and the end of its traceback).
 """
 
 from __future__ import annotations
@@ -237,7 +238,17 @@ class Store:
         ``curves`` holds ``(kind, step, name, value)`` rows, kind ``"step"`` or ``"eval"``;
         ``profiles`` maps a name to its values by position (e.g. per residual block);
         ``weights`` is the final ``state_dict`` as written by ``torch.save``.
+
+        Raises:
+            ValueError: ``curves`` is empty (a run is never ``done`` without its curves; the
+                caller records it failed instead), and nothing is written.
         """
+        curves = list(curves)
+        if not curves:
+            raise ValueError(
+                f"store: run {run_id!r} has no curves (its metrics files were missing or empty), "
+                "so it is not recorded as done"
+            )
         metrics_text = json.dumps({k: _number(v) for k, v in metrics.items()})
         with self._transaction() as connection:
             _forget_results(connection, run_id)
