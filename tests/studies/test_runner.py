@@ -1,21 +1,30 @@
-"""The runner: resume after a killed runner, a failing arm, parallel workers."""
+"""The runner: resume after a killed runner, a failing arm, parallel workers, workers that
+die with their runner, runs never done without curves."""
 
 from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gradkit.studies import STORE_NAME, Store, expand, load_spec, run_study, write_report
+import pytest
+
+from gradkit.studies import STORE_NAME, Store, expand, load_spec, run_plan, run_study, write_report
 
 RUNNER = (
     "import sys\n"
     "from gradkit.studies import run_study\n"
     "run_study(sys.argv[1], sys.argv[2], threads=1, progress=False)\n"
+)
+POOL_RUNNER = (
+    "import sys\n"
+    "from gradkit.studies import run_study\n"
+    "run_study(sys.argv[1], sys.argv[2], workers=2, threads=2, progress=False)\n"
 )
 
 
@@ -85,3 +94,131 @@ def test_a_failing_arm_is_recorded_and_the_others_finish(
     assert run_study(spec_path, out, threads=1, progress=False).ran == ()
     again = run_study(spec_path, out, threads=1, progress=False, retry_failed=True)
     assert set(again.ran) == broken
+
+
+def _children(parent: int) -> set[int]:
+    """The PIDs of the live processes whose parent is ``parent`` (from /proc)."""
+    children = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent and fields[0] != "Z":
+                children.add(int(entry.name))
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended, whoever reaps it
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_die_with_a_killed_runner_and_a_rerun_finishes_every_run_once(
+    write_spec: Callable[..., Path], tmp_path: Path
+) -> None:
+    spec_path, out = write_spec(steps=300), tmp_path / "out"
+    runner = subprocess.Popen(
+        [sys.executable, "-c", POOL_RUNNER, str(spec_path), str(out)], start_new_session=True
+    )
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and runner.poll() is None:
+            if (out / STORE_NAME).exists():
+                with Store(out / STORE_NAME) as store:
+                    statuses = store.statuses()
+                if "done" in statuses.values() and list(statuses.values()).count("running") == 2:
+                    workers = _children(runner.pid) & _running_workers(out / STORE_NAME)
+                    if len(workers) == 2:
+                        break
+            time.sleep(0.02)
+        assert len(workers) == 2, "never saw both workers training"
+        os.kill(runner.pid, signal.SIGKILL)  # the runner only: its workers are on their own
+        runner.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.05)
+        assert not any(_alive(pid) for pid in workers), "orphaned workers lived on"
+    finally:
+        os.killpg(runner.pid, signal.SIGKILL)  # whatever is left of the group
+    with Store(out / STORE_NAME) as store:
+        done_before = {r.run_id for r in store.runs(status="done")}
+    plans = expand(load_spec(spec_path))
+    assert 1 <= len(done_before) < len(plans)
+
+    outcome = run_study(spec_path, out, workers=2, threads=2, progress=False)
+
+    assert outcome.failed == {}
+    assert sorted(outcome.ran) == sorted({p.run_id for p in plans} - done_before)  # once each
+    with Store(out / STORE_NAME) as store:
+        runs = store.runs()
+        assert sorted(r.run_id for r in runs) == sorted(p.run_id for p in plans)
+        assert all(r.status == "done" for r in runs)
+        for run in runs:
+            assert len(store.curve(run.run_id, "step", "loss")) == 300
+            assert store.curve(run.run_id, "eval", "test_accuracy")[-1][0] == 300
+
+
+def _running_workers(path: Path) -> set[int]:
+    """The worker PIDs of the runs the store says are running (the store keeps them)."""
+    connection = sqlite3.connect(path, timeout=30)
+    try:
+        rows = connection.execute("SELECT worker FROM runs WHERE status = 'running'").fetchall()
+    finally:
+        connection.close()
+    return {worker for (worker,) in rows}
+
+
+def test_a_run_trains_in_a_folder_of_its_own(
+    write_spec: Callable[..., Path], tmp_path: Path
+) -> None:
+    plan = expand(load_spec(write_spec()))[0]
+    runs, store_path = tmp_path / "runs", str(tmp_path / STORE_NAME)
+    other = runs / plan.run_id  # as if another process were training the same run there
+    other.mkdir(parents=True)
+    (other / "steps.jsonl").write_text('{"step": 1, "loss": 2.0}\n', encoding="utf-8")
+
+    assert run_plan(plan, store_path, "tiny", str(runs), 1, False) == (plan.run_id, None)
+
+    assert (other / "steps.jsonl").read_text(encoding="utf-8") == '{"step": 1, "loss": 2.0}\n'
+    assert [p.name for p in runs.iterdir()] == [plan.run_id]  # its own folder is gone
+    with Store(store_path) as store:
+        assert store.statuses() == {plan.run_id: "done"}
+        assert len(store.curve(plan.run_id, "step", "loss")) == 20
+
+    run_plan(plan, store_path, "tiny", str(runs), 1, True)  # kept: it replaces the old folder
+    assert sorted(p.name for p in (runs / plan.run_id).iterdir()) == [
+        "checkpoints",
+        "config.toml",
+        "evals.csv",
+        "evals.jsonl",
+        "steps.csv",
+        "steps.jsonl",
+        "summary.json",
+    ]
+
+
+def test_a_run_whose_metrics_files_come_back_empty_is_failed_not_done(
+    write_spec: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gradkit.studies import _runner
+
+    monkeypatch.setattr(_runner, "read_curves", lambda run_dir: [])
+    plan = expand(load_spec(write_spec()))[0]
+    store_path = str(tmp_path / STORE_NAME)
+
+    run_id, error = run_plan(plan, store_path, "tiny", str(tmp_path / "runs"), 1, False)
+
+    assert error == (
+        f"ValueError: store: run {run_id!r} has no curves (its metrics files were missing or "
+        "empty), so it is not recorded as done"
+    )
+    with Store(store_path) as store:
+        (run,) = store.runs()
+    assert run.status == "failed" and run.error is not None and run.error.startswith(error)

@@ -2,7 +2,8 @@
 
 - ``gradkit study run studies/NAME.toml [--workers N] [--threads T] [--out DIR]``: run what
   the store in ``DIR`` (default ``studies/NAME/``, beside the spec) does not hold, then write
-  the report there. Run it again to resume after a crash or Ctrl-C.
+  the report there. Run it again to resume after a crash or Ctrl-C. One runner per ``DIR``:
+  a second one exits with status 2 while the first works (``report`` may run meanwhile).
 - ``gradkit study report DIR``: write ``REPORT.md``, ``report.html`` and ``report.json``.
 - ``gradkit study list [--dir studies]``: the study files, with title and claims.
 """
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gradkit.studies import SpecError, expand, load_spec, run_study, write_index, write_report
+from gradkit.studies._lock import StudyLockedError
 
 __all__ = ["main", "register"]
 
@@ -66,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
             keep_runs=args.keep_runs,
         )
         written = write_report(out)
-    except SpecError as error:
+    except (SpecError, StudyLockedError) as error:
         print(f"gradkit study: {error}", file=sys.stderr)
         return 2
     print(

@@ -1,7 +1,17 @@
 """Run a study: expand it, skip what the store holds, run the rest in worker processes.
 
-The output directory holds ``study.toml`` (the spec as run), ``study.db`` (the store) and, while
-a run trains, ``runs/<run_id>/`` (removed when the run is recorded unless ``keep_runs``).
+The output directory holds ``study.toml`` (the spec as run), ``study.db`` (the store),
+``runner.lock`` and, while a run trains, its attempt's own folder ``runs/<run_id>.<random>/``
+(removed when the run is recorded; with ``keep_runs`` it becomes ``runs/<run_id>/``). A folder
+private to each attempt means that two processes training the same run never delete each
+other's files.
+
+One study has one runner at a time: :func:`run_study` holds the lock of the output directory
+(:class:`gradkit.studies._lock.StudyLock`) from start to end, and a second runner raises
+:class:`StudyLockedError` at once. Its worker processes die with it
+(:mod:`gradkit.studies._lifeline`), so a runner started after a crash is alone with the study.
+A run is recorded ``done`` only with its curves (:meth:`Store.finish` refuses a run without
+any); one whose metrics files came back empty is recorded ``failed``.
 
 Resuming is running again: finished runs are skipped (failed ones too, unless
 ``retry_failed``); a run that was interrupted (its row still says ``running``) starts over, and
@@ -21,6 +31,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import tempfile
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -30,11 +41,21 @@ from typing import Any
 
 import torch
 
+from gradkit._io import atomic_output
 from gradkit.studies._expand import RunPlan, expand
+from gradkit.studies._lifeline import die_with_parent
+from gradkit.studies._lock import StudyLock, StudyLockedError
 from gradkit.studies._spec import StudySpec, load_spec
 from gradkit.studies._store import Store
 
-__all__ = ["SPEC_NAME", "STORE_NAME", "StudyOutcome", "run_plan", "run_study"]
+__all__ = [
+    "SPEC_NAME",
+    "STORE_NAME",
+    "StudyLockedError",
+    "StudyOutcome",
+    "run_plan",
+    "run_study",
+]
 
 STORE_NAME = "study.db"
 """The store's file name in a study's output directory."""
@@ -88,16 +109,43 @@ def run_study(
         retry_failed: run again the runs (and interpolations) that failed before.
         keep_runs: keep each run's directory (config, metrics files, final checkpoint).
         progress: show one progress bar for the study (on stderr).
+
+    Raises:
+        StudyLockedError: another runner holds ``out_dir`` (nothing is written then).
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"run_study: invalid workers={workers!r}; expected an integer >= 1")
     started = time.perf_counter()
     parsed = spec if isinstance(spec, StudySpec) else load_spec(spec)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with StudyLock(out_dir):
+        return _run_locked(
+            parsed,
+            Path(out_dir),
+            started,
+            workers=workers,
+            threads=threads,
+            retry_failed=retry_failed,
+            keep_runs=keep_runs,
+            progress=progress,
+        )
+
+
+def _run_locked(
+    parsed: StudySpec,
+    out: Path,
+    started: float,
+    *,
+    workers: int,
+    threads: int | None,
+    retry_failed: bool,
+    keep_runs: bool,
+    progress: bool,
+) -> StudyOutcome:
+    """:func:`run_study` once the study's lock is held: the driver (store, plans, report)."""
     source = Path(parsed.source)
     if source.is_file() and source.resolve() != (out / SPEC_NAME).resolve():
-        (out / SPEC_NAME).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+        with atomic_output(out / SPEC_NAME) as temporary:
+            temporary.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
     plans = expand(parsed)
     threads = threads or os.cpu_count() or 1
     per_worker = max(1, threads // workers)
@@ -132,18 +180,7 @@ def run_study(
             for plan in todo:
                 record(*run_plan(plan, *arguments))
         else:
-            with _worker_environment(per_worker):
-                context = multiprocessing.get_context("spawn")  # fork + torch threads can hang
-                with concurrent.futures.ProcessPoolExecutor(
-                    max_workers=min(workers, len(todo)), mp_context=context
-                ) as pool:
-                    futures = [pool.submit(run_plan, plan, *arguments) for plan in todo]
-                    try:
-                        for future in concurrent.futures.as_completed(futures):
-                            record(*future.result())
-                    except BaseException:
-                        pool.shutdown(wait=False, cancel_futures=True)
-                        raise
+            _run_in_pool(todo, arguments, workers, per_worker, record)
     finally:
         if bar is not None:
             bar.close()
@@ -164,6 +201,36 @@ def run_study(
         tuple(interpolated),
         interpolation_failed,
     )
+
+
+def _run_in_pool(
+    todo: Sequence[RunPlan],
+    arguments: tuple[Any, ...],
+    workers: int,
+    per_worker: int,
+    record: Any,
+) -> None:
+    """The local executor: ``run_plan(plan, *arguments)`` in worker processes; ``record`` each
+    ``(run_id, error)`` as it comes back.
+
+    The pool is created and fed from this thread, which outlives it: on Linux the workers'
+    death signal follows the thread that spawned them (see :mod:`gradkit.studies._lifeline`).
+    """
+    with _worker_environment(per_worker):
+        context = multiprocessing.get_context("spawn")  # fork + torch threads can hang
+        with concurrent.futures.ProcessPoolExecutor(
+            max_workers=min(workers, len(todo)),
+            mp_context=context,
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
+            futures = [pool.submit(run_plan, plan, *arguments) for plan in todo]
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    record(*future.result())
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
 
 
 def _progress_bar(total: int, initial: int, name: str, enabled: bool) -> Any:
@@ -196,12 +263,14 @@ def run_plan(
     """Train one run and record it; returns ``(run_id, error or None)``.
 
     An exception is recorded as the run's failure and returned, never raised; an interrupt
-    (``KeyboardInterrupt``) leaves the run unfinished, so the next call runs it again.
+    (``KeyboardInterrupt``) leaves the run unfinished, so the next call runs it again. The run
+    trains in a folder of its own under ``run_root`` (``<run_id>.<random>``), which no other
+    attempt of it uses; ``keep_run`` keeps it as ``run_root/<run_id>``.
     """
     from gradkit.train import config_from_dict, train
 
     torch.set_num_threads(threads)
-    run_dir = Path(run_root) / plan.run_id
+    run_dir: Path | None = None
     with Store(store_path) as store:
         store.start(plan, study)
         started = time.perf_counter()
@@ -217,7 +286,8 @@ def run_plan(
                     "checkpoint.best": False,
                 }
             )
-            shutil.rmtree(run_dir, ignore_errors=True)
+            Path(run_root).mkdir(parents=True, exist_ok=True)
+            run_dir = Path(tempfile.mkdtemp(prefix=f"{plan.run_id}.", dir=run_root))
             measures = _measure_callbacks(plan, config)
             weights = FinalWeights() if plan.keep_weights else None
             callbacks = [*measures, *([weights] if weights is not None else [])]
@@ -241,9 +311,19 @@ def run_plan(
             store.fail(plan.run_id, f"{text}\n{tail}", seconds=time.perf_counter() - started)
             return plan.run_id, text
         finally:
-            if not keep_run:
-                shutil.rmtree(run_dir, ignore_errors=True)
+            if run_dir is not None:
+                _settle(run_dir, Path(run_root) / plan.run_id if keep_run else None)
     return plan.run_id, None
+
+
+def _settle(attempt: Path, kept: Path | None) -> None:
+    """Remove an attempt's folder, or make it ``kept`` (replacing an earlier attempt's)."""
+    if kept is None:
+        shutil.rmtree(attempt, ignore_errors=True)
+        return
+    shutil.rmtree(kept, ignore_errors=True)
+    with contextlib.suppress(OSError):  # the run is recorded; a folder not kept must not undo it
+        os.replace(attempt, kept)
 
 
 class FinalWeights:
