@@ -180,9 +180,16 @@ def test_nf_block_with_zero_skip_gain_is_the_identity_at_init() -> None:
     assert torch.equal(block(x), x)
 
 
-def test_resnet_stochastic_depth_grows_linearly_and_is_off_in_eval() -> None:
-    model = ResNet(dims=1, in_channels=1, width=4, depth=2, stages=2, stochastic_depth=0.4)
-    assert [b.drop.p for b in model.blocks] == pytest.approx([0.0, 0.1, 0.2, 0.3])
+@pytest.mark.parametrize("family", [ResNet, NFResNet])
+def test_stochastic_depth_grows_linearly_to_p_at_the_last_block(family: type) -> None:
+    # Huang et al. (arXiv 1603.09382, Eq. 4): block l = 1..L drops with p l / L, the last with p
+    p, depth, stages = 0.3, 2, 3
+    model = family(dims=1, in_channels=1, width=4, depth=depth, stages=stages, stochastic_depth=p)
+    blocks = depth * stages
+    rates = [block.drop.p for block in model.blocks]
+    assert rates == [p * (number / blocks) for number in range(1, blocks + 1)]
+    assert rates[-1] == p
+    assert rates[0] == pytest.approx(0.05, abs=1e-15)
     model.eval()
     x = torch.randn(3, 40)
     assert torch.equal(model(x), model(x))

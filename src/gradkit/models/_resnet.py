@@ -69,6 +69,16 @@ class _ResNetBase(nn.Module):
         return self.head(self.dropout(self.pool(h).flatten(1)))
 
 
+def _drop_rate(p: float, number: int, blocks: int) -> float:
+    r"""The stochastic-depth rate of block ``number`` (from 0) of ``blocks``: :math:`p\,l/L`.
+
+    The linear decay rule of Huang et al. (arXiv 1603.09382, Eq. 4), :math:`l` = ``number + 1``:
+    the first block is dropped with :math:`p/L`, the last with :math:`p`. (timm
+    uses :math:`p\,i/(L-1)` for :math:`i = 0 \ldots L-1`: its first block is never dropped.)
+    """
+    return p * ((number + 1) / blocks)  # the last is p exactly: (L / L) is 1.0
+
+
 def _stage_plan(width: int, depth: int, stages: int) -> list[tuple[int, int, int, int]]:
     """``(stage, index in stage, out channels, stride)`` for every block, in order."""
     return [
@@ -82,8 +92,9 @@ class ResNet(_ResNetBase):
     r"""A pre-activation ResNet (He et al., arXiv 1603.05027) with any norm, or none.
 
     Blocks are :class:`gradkit.nn.PreActBlock`; the network ends with norm and activation
-    before pooling, as ResNet-V2 does. Stochastic depth drops block :math:`i` of :math:`L`
-    with probability :math:`p\,i/L` (Huang et al., arXiv 1603.09382).
+    before pooling, as ResNet-V2 does. Stochastic depth drops the :math:`l`-th of :math:`L`
+    blocks (from 1) with probability :math:`p\,l/L`, so the last block's is :math:`p`
+    (see :func:`_drop_rate`).
 
     Args:
         dims: 1 (signals, ``(batch, channels, length)`` or ``(batch, length)``) or 2 (images).
@@ -144,7 +155,7 @@ class ResNet(_ResNetBase):
                 norm=norm,
                 groups=groups,
                 activation=activation,
-                stochastic_depth=stochastic_depth * number / len(plan),
+                stochastic_depth=_drop_rate(stochastic_depth, number, len(plan)),
             )
             block.stage = stage
             blocks.append(block)
@@ -222,7 +233,7 @@ class NFResNet(_ResNetBase):
                 beta=1.0 / math.sqrt(expected_variance),
                 activation=activation,
                 skip_gain=skip_gain,
-                stochastic_depth=stochastic_depth * number / len(plan),
+                stochastic_depth=_drop_rate(stochastic_depth, number, len(plan)),
             )
             block.stage = stage
             blocks.append(block)
