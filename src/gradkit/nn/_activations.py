@@ -6,7 +6,10 @@ For an activation :math:`g` and :math:`z \sim \mathcal N(0, 1)`,
 
 so that :math:`\gamma_g\,g(z)` has unit variance. For ReLU,
 :math:`\operatorname{Var}[\max(z, 0)] = \tfrac12 - \tfrac1{2\pi}` and
-:math:`\gamma = \sqrt{2 / (1 - 1/\pi)} \approx 1.7139`. The others are integrated numerically.
+:math:`\gamma = \sqrt{2 / (1 - 1/\pi)} \approx 1.7129`, the exact value, which gradkit uses.
+NFNets' code (arXiv 2102.06171) scales ReLU by 1.7139588594436646, an empirical estimate of the
+same quantity, 0.06% larger; the difference is far below what a signal propagation plot shows.
+The others are integrated numerically.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ def activation_gamma(name: str) -> float:
 
     Example:
         >>> round(activation_gamma("relu"), 4)
-        1.714
+        1.7129
     """
     check_choice("activation_gamma", "activation", name, ACTIVATIONS)
     mean, second = _moments(ACTIVATIONS[name])
