@@ -12,6 +12,12 @@ which is exactly batch normalization (Ioffe & Szegedy, arXiv 1502.03167) of the 
 batch, two-pass like torch's own kernel. The running variance is updated with the unbiased
 :math:`\sigma^2 n / (n - 1)`, as ``nn.BatchNorm`` does. Gradients flow through the reductions:
 the backward pass of a sum over processes is the sum over processes of the incoming gradients.
+Half-precision inputs are reduced in float32 (a bfloat16 sum of a channel with mean 100 would
+round the mean by up to 0.25) and the output is cast back to the input's dtype.
+
+In evaluation mode it never communicates, like ``torch.nn.SyncBatchNorm``: it normalizes with
+the running statistics, or, with ``track_running_stats=False``, with the statistics of the
+local batch, exactly as ``nn.BatchNorm`` does. So one process may evaluate alone.
 """
 
 from __future__ import annotations
@@ -51,8 +57,10 @@ class CrossProcessBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     Arguments and state are those of ``nn.BatchNorm1d``/``2d``/``3d`` (it accepts inputs of
     2 to 5 dimensions, channels second) plus ``process_group`` (``None``: the default group).
-    Without an initialised process group, with one process, or in evaluation mode it is plain
-    batch normalization. Every process must call it the same number of times, as with DDP.
+    Without an initialised process group, with one process, or in evaluation mode (which uses
+    the running statistics, or the local batch's without them) it is plain batch normalization
+    and does not communicate. In training, every process must call it the same number of times,
+    as with DDP.
 
     Example:
         >>> model = convert_to_cross_process_batchnorm(model)  # before wrapping it in DDP
@@ -83,27 +91,30 @@ class CrossProcessBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     def forward(self, input: Tensor) -> Tensor:
         self._check_input_dim(input)
-        use_batch_stats = self.training or not self.track_running_stats
-        if not use_batch_stats or _world_size(self.process_group) == 1:
+        # As torch's SyncBatchNorm: only training synchronises; evaluation with
+        # track_running_stats=False normalizes with the local batch, and never waits for a peer.
+        if not self.training or _world_size(self.process_group) == 1:
             return super().forward(input)
         momentum = self._update_momentum()
-        dims = [0, *range(2, input.dim())]
-        count = input.new_full((1,), input.numel() // input.shape[1])
-        totals = _AllReduceSum.apply(torch.cat([input.sum(dims), count]), self.process_group)
+        # float16/bfloat16 are reduced in float32; float64 stays float64
+        x = input.to(torch.promote_types(input.dtype, torch.float32))
+        dims = [0, *range(2, x.dim())]
+        count = x.new_full((1,), x.numel() // x.shape[1])
+        totals = _AllReduceSum.apply(torch.cat([x.sum(dims), count]), self.process_group)
         n = totals[-1]
         mean = totals[:-1] / n
-        shape = (1, -1) + (1,) * (input.dim() - 2)
-        centered = input - mean.view(shape)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        centered = x - mean.view(shape)
         var = _AllReduceSum.apply((centered * centered).sum(dims), self.process_group) / n
-        if self.training and self.track_running_stats:
+        if self.track_running_stats:
             with torch.no_grad():
                 unbiased = var * (n / (n - 1)) if n > 1 else var
-                self.running_mean.lerp_(mean.detach(), momentum)  # type: ignore[union-attr]
-                self.running_var.lerp_(unbiased.detach(), momentum)  # type: ignore[union-attr]
+                for buffer, value in ((self.running_mean, mean), (self.running_var, unbiased)):
+                    buffer.lerp_(value.detach().to(buffer.dtype), momentum)  # type: ignore[union-attr]
         out = centered * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
-            out = out * self.weight.view(shape) + self.bias.view(shape)
-        return out
+            out = out * self.weight.to(x.dtype).view(shape) + self.bias.to(x.dtype).view(shape)
+        return out.to(input.dtype)
 
     def _update_momentum(self) -> float:
         """The factor of this step's statistics, counting batches as ``nn.BatchNorm`` does."""
