@@ -55,3 +55,18 @@ def test_the_shipped_studies_are_valid() -> None:
     files = sorted(directory.glob("*.toml"))
     assert len(files) == 9
     assert study.main(["list", "--dir", str(directory)]) == 0
+
+
+def test_a_claim_on_a_metric_no_run_records_exits_2_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "one.toml"
+    claim = '[[claims]]\ntext = "t"\narm = "base"\nbaseline = "base"\nmetric = "test_acc"\n'
+    spec.write_text(SPEC + claim, encoding="utf-8")
+    assert study.main(["run", str(spec), "--threads", "1"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(
+        f"gradkit study: {spec}: claim 1: metric 'test_acc' is not recorded by the runs of arm "
+        "'base'; did you mean 'test_accuracy'? (recorded: step, test_loss, test_accuracy, time,"
+    )
+    assert not (tmp_path / "one").exists()  # nothing trained, nothing written

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from gradkit.studies import SpecError, expand, load_spec
 
@@ -23,6 +24,12 @@ def test_the_tiny_spec_expands_to_arms_x_sweep_x_seeds(write_spec: Callable[...,
     # the ids are stable: the same spec expands to the same ids
     assert [p.run_id for p in expand(load_spec(write_spec()))] == [p.run_id for p in plans]
 
+
+RECORDED = (
+    "recorded: step, test_loss, test_accuracy, val_loss, val_accuracy, time, seconds, steps, "
+    "steps_to_target, seconds_to_target, target_missed"
+)
+"""What each run of the tiny study records (it has a validation split and a target)."""
 
 BAD = [
     # (replace this, with this, exact message after "<file>: ")
@@ -84,6 +91,37 @@ BAD = [
         "arm 'momentum' at lr=0.03: config: optim.name: unknown optimizer 'momentun'; did you "
         "mean 'momentum'? (known: sgd, momentum, nag, sgdw, adagrad, rmsprop, adadelta, adam, "
         "amsgrad, adamax, nadam, adamw, radam, lars, lamb)",
+    ),
+    # a metric no run records would train every run and then decide nothing
+    (
+        'metric = "test_accuracy"',
+        'metric = "test_acc"',
+        "claim 1: metric 'test_acc' is not recorded by the runs of arm 'momentum'; did you mean "
+        f"'test_accuracy'? ({RECORDED}, good_region)",
+    ),
+    (
+        'metric = "test_accuracy"',
+        'metric = "test_accuracy"\nbaseline_metric = "test_los"',
+        "claim 1: baseline_metric 'test_los' is not recorded by the runs of arm 'sgd'; did you "
+        f"mean 'test_loss'? ({RECORDED}, good_region)",
+    ),
+    (
+        'metric = "test_accuracy"',
+        'metric = "ensemble_test_accuracy"',
+        "claim 1: metric 'ensemble_test_accuracy' is not recorded by the runs of arm 'momentum'; "
+        f"it needs checkpoint.snapshot_ensemble > 0 ({RECORDED}, good_region)",
+    ),
+    (
+        'metrics = ["test_accuracy", "test_loss"]',
+        'metrics = ["test_accuracy", "sharpness"]',
+        "[study] metrics: 'sharpness' is not recorded by any run; it needs [study] measures = "
+        f'["sharpness"] ({RECORDED})',
+    ),
+    (
+        "target_accuracy = 0.25",
+        'select_metric = "val_acc"',
+        "[study]: select_metric 'val_acc' is not recorded by every run; did you mean "
+        "'val_accuracy'? (recorded: val_loss, val_accuracy)",
     ),
 ]
 
@@ -162,3 +200,55 @@ def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
     bad.write_text("[study\n", encoding="utf-8")
     with pytest.raises(SpecError, match=re.escape(f"{bad}: not valid TOML")):
         load_spec(bad)
+
+
+def test_a_claim_on_the_snapshot_ensemble_needs_the_baselines_own_metric(
+    write_spec: Callable[..., Path], tiny_text: Callable[..., str]
+) -> None:
+    text = (
+        tiny_text()
+        .replace(
+            'set = { "optim.name" = "momentum" }',
+            'set = { "optim.name" = "momentum", "schedule.lr" = "sgdr(10)", '
+            '"checkpoint.snapshot_ensemble" = 2 }',
+        )
+        .replace('metric = "test_accuracy"', 'metric = "ensemble_test_accuracy"')
+    )
+    path = write_spec(text)
+    message = (
+        f"{path}: claim 1: metric 'ensemble_test_accuracy' is not recorded by the runs of arm "
+        "'sgd'; it needs checkpoint.snapshot_ensemble > 0 ("
+    )
+    with pytest.raises(SpecError, match=re.escape(message)):
+        load_spec(path)
+    fixed = text.replace(
+        'metric = "ensemble_test_accuracy"',
+        'metric = "ensemble_test_accuracy"\nbaseline_metric = "test_accuracy"',
+    )
+    (claim,) = load_spec(write_spec(fixed)).claims
+    assert (claim.metric, claim.baseline_metric) == ("ensemble_test_accuracy", "test_accuracy")
+
+
+def test_measure_metrics_name_what_each_measure_records() -> None:
+    from gradkit.studies._measures import MEASURES
+    from gradkit.studies._metrics import MEASURE_METRICS
+    from gradkit.train import build_model, config_from_dict
+
+    assert set(MEASURE_METRICS) == set(MEASURES)
+    config = config_from_dict(
+        {"model": {"name": "resnet1d", "options": {"width": 4, "stages": 2, "depth": 1}}}
+    )
+    model = build_model(config, (40,), 10)
+    inputs, labels = torch.randn(64, 40), torch.randint(0, 10, (64,))
+    for name, measure in MEASURES.items():
+        measured = measure.function(model, inputs, labels)
+        numbers = {key for key, value in measured.items() if not isinstance(value, tuple)}
+        assert numbers == set(MEASURE_METRICS[name]), name
+
+
+def test_every_shipped_study_and_its_stored_copy_load() -> None:
+    studies = Path(__file__).parents[2] / "studies"
+    paths = sorted([*studies.glob("*.toml"), *studies.glob("*/study.toml")])
+    assert len(paths) >= 9
+    for path in paths:
+        load_spec(path)  # a SpecError names the file

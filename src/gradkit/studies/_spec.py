@@ -43,7 +43,9 @@ Layout (every table but ``[study]`` and ``[base]`` is optional)::
 Keys of ``set``, ``[grid]`` and ``[sweep]`` are config keys (``section.key``, or
 ``section.key.option`` inside a table such as ``model.options.width``) or the ``scale.*`` keys
 that :mod:`gradkit.studies._expand` derives values from (learning-rate scaling with the batch,
-steps from epochs).
+steps from epochs). Every metric the spec names (a claim's ``metric`` and ``baseline_metric``,
+``metrics``, ``select_metric``) must be one that the runs concerned record
+(:mod:`gradkit.studies._metrics`).
 """
 
 from __future__ import annotations
@@ -343,8 +345,10 @@ def parse_spec(values: Mapping[str, Any], *, source: str = "spec", name: str = "
         ),
     )
     from gradkit.studies._expand import expand
+    from gradkit.studies._metrics import check_metric_names
 
-    expand(spec)  # every run's config must validate now, not an hour into the study
+    plans = expand(spec)  # every run's config must validate now, not an hour into the study
+    check_metric_names(spec, plans)  # and every metric named must be one its runs record
     return spec
 
 
