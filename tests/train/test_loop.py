@@ -82,11 +82,9 @@ def test_run_files(data: TrainingData, make_config: Callable) -> None:
     assert evals[-1]["test_accuracy"] == result.test_accuracy
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 20 and summary["metrics"] == result.metrics
-    assert {p.name for p in (run / "checkpoints").iterdir()} == {
-        "last.pt",
-        "previous.pt",
-        "best.pt",
-    }
+    # No validation split: 'auto' selects no best.pt rather than select on test.
+    assert summary["best"] == {"metric": None, "value": None, "step": None}
+    assert {p.name for p in (run / "checkpoints").iterdir()} == {"last.pt", "previous.pt"}
     assert load_checkpoint(run / "checkpoints" / "previous.pt")["step"] == 10
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 20
 
@@ -291,6 +289,11 @@ def test_validation_split_and_best_checkpoint(data: TrainingData, make_config: C
     state = load_checkpoint(result.run_dir / "checkpoints" / "best.pt")
     assert state["step"] == best["step"]
     assert state["best_value"] == best["val_accuracy"]
+    assert result.best == {
+        "metric": "val_accuracy",
+        "value": best["val_accuracy"],
+        "step": best["step"],
+    }
     # The validation part is held out of training: 180 samples, so epoch 0 has 6 batches.
     sizes = [r["batch_size"] for r in read_jsonl(result.run_dir / "steps.jsonl")]
     assert sizes[:6] == [32, 32, 32, 32, 32, 20]
@@ -320,3 +323,15 @@ def test_tensorboard_on_without_the_package(data: TrainingData, make_config: Cal
         pytest.skip("tensorboard is installed here: 'on' works")
     with pytest.raises(RuntimeError, match="the tensorboard package is not installed"):
         train(make_config("log.tensorboard=on"), data=data)
+
+
+def test_auto_never_selects_best_on_test(data: TrainingData, make_config: Callable) -> None:
+    result = train(make_config("train.eval_every=5"), data=data)
+    assert not (result.run_dir / "checkpoints" / "best.pt").exists()
+    assert result.best == {"metric": None, "value": None, "step": None}
+    # Selecting on test stays possible when asked for by name.
+    asked = train(make_config("checkpoint.best_metric=test_loss", name="asked"), data=data)
+    assert asked.best is not None and asked.best["metric"] == "test_loss"
+    assert (asked.run_dir / "checkpoints" / "best.pt").exists()
+    off = train(make_config("checkpoint.best=false", name="off"), data=data)
+    assert off.best is None

@@ -6,6 +6,7 @@ import math
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -99,3 +100,58 @@ def test_snapshot_ensemble(data: TrainingData, make_config: Callable) -> None:
     assert evals[-1]["ensemble_test_accuracy"] != evals[-1]["test_accuracy"] or (
         evals[-1]["ensemble_test_loss"] != evals[-1]["test_loss"]
     )
+
+
+def every_loss_non_finite(data: TrainingData) -> TrainingData:
+    """``data`` with an infinite input in every sample: no step can have a finite loss."""
+    inputs, labels = (t.clone() for t in data.train.tensors)
+    inputs[:, 0] = math.inf
+    return TrainingData(TensorDataset(inputs, labels), data.test, classes=10)
+
+
+def test_skipping_stops_after_max_skipped_steps_in_a_row(
+    data: TrainingData, make_config: Callable
+) -> None:
+    bad = every_loss_non_finite(data)
+    config = make_config("train.non_finite=skip", "checkpoint.every=0")
+    assert config.train.max_skipped == 10
+    message = (
+        "non-finite loss (nan) at 10 steps in a row (steps 1 to 10), train.max_skipped = 10; "
+        "training stopped and no checkpoint was written yet. Lower optim.lr or clip gradients "
+        "(optim.clip_grad_norm); raise train.max_skipped only if the losses recover"
+    )
+    with pytest.raises(NonFiniteLossError, match=re.escape(message)):
+        train(config, data=bad)
+    config = make_config("train.non_finite=skip", "train.max_skipped=3", name="three")
+    with pytest.raises(NonFiniteLossError, match=re.escape("at 3 steps in a row (steps 1 to 3)")):
+        train(config, data=bad)
+
+
+class PoisonWeights:
+    """Stands for an update that made the weights NaN (a finite loss, an overflowing step)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, ctx: Any) -> None:
+        if ctx.step == self.step:
+            with torch.no_grad():
+                ctx.model.input.weight[0, 0] = math.nan
+
+
+# skip: the NaN loss of step 6 finds the NaN weights; stop: the checkpoint of step 8 does.
+@pytest.mark.parametrize(("policy", "poisoned_at"), [("skip", 5), ("stop", 8)])
+def test_nan_weights_are_an_error_and_never_a_checkpoint(
+    data: TrainingData, make_config: Callable, policy: str, poisoned_at: int
+) -> None:
+    config = make_config(f"train.non_finite={policy}", "checkpoint.every=4", "train.eval_every=0")
+    last = Path(config.log.root) / "run" / "checkpoints" / "last.pt"
+    message = (
+        f"the weights hold NaN/inf after step {poisoned_at} (input.weight); training stopped "
+        f"without writing them and the last good checkpoint is {last} (step 4)"
+    )
+    with pytest.raises(NonFiniteLossError, match=re.escape(message)):
+        train(config, data=data, callbacks=[PoisonWeights(poisoned_at)])
+    state = load_checkpoint(last)
+    assert state["step"] == 4
+    assert all(torch.isfinite(v).all() for v in state["model"].values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 import typing
 from collections.abc import Sequence
@@ -18,6 +19,8 @@ from gradkit.train import (
     load_config,
     train,
 )
+from gradkit.train._report import TrainingInterrupted
+from gradkit.train._resume import CHANGEABLE_ON_RESUME
 
 __all__ = ["main", "register"]
 
@@ -36,6 +39,17 @@ def _options_text() -> str:
     return "\n".join(lines)
 
 
+def _resume_text() -> str:
+    """What --resume lets change, for ``--help``."""
+    keys = ", ".join(CHANGEABLE_ON_RESUME)
+    return (
+        "--resume keeps the model, the optimizer and the data of the run (a change to them is "
+        "refused: start a new run); these keys may change: " + keys + ". A new schedule.lr "
+        "applies to the steps after the checkpoint. Ctrl-C stops after a checkpoint of the "
+        "current step (exit status 130); --resume continues from it."
+    )
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     """Add the ``train`` verb to the ``gradkit`` command."""
     parser = commands.add_parser(
@@ -44,6 +58,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Train a model from a TOML config plus key=value overrides. With no "
         "arguments: the MNIST-1D CNN with the default recipe (AdamW, warm-up then cosine).",
         epilog=_options_text()
+        + "\n\n"
+        + _resume_text()
         + "\n\nexamples:\n  gradkit train\n  gradkit train config.toml optim.lr=0.003\n"
         "  gradkit train model.name=gru train.steps=2000\n"
         "  gradkit train --resume runs/20260509-073512",
@@ -64,12 +80,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume",
         metavar="DIR",
         help="continue the run in DIR from its latest usable checkpoint (with its saved "
-        "config; overrides still apply, e.g. train.steps=12000 to train longer)",
+        "config; overrides of the keys listed below still apply, e.g. train.steps=12000 to "
+        "train longer)",
     )
     parser.add_argument(
         "--run-dir",
         metavar="DIR",
-        help="the run's directory (default: log.root/log.name, else runs/<start time>)",
+        help="the run's directory (default: log.root/log.name, else runs/<start time>); it "
+        "must not hold another run: continue that one with --resume DIR",
     )
 
 
@@ -93,7 +111,22 @@ def _train_command(args: argparse.Namespace) -> int:
     except (ConfigError, CheckpointError, NonFiniteLossError) as error:
         print(f"gradkit train: {error}", file=sys.stderr)
         return 2 if isinstance(error, ConfigError) else 1
-    _print_summary(config, result)
+    except TrainingInterrupted as stopped:
+        if stopped.rank == 0:
+            print(
+                f"gradkit train: interrupted after step {stopped.step}, saved in "
+                f"{stopped.checkpoint}; continue with: gradkit train --resume "
+                f"{shlex.quote(str(stopped.run_dir))}",
+                file=sys.stderr,
+            )
+        return 130
+    except KeyboardInterrupt:
+        where = run_dir if run_dir is not None else args.resume
+        hint = f"; continue with: gradkit train --resume {shlex.quote(where)}" if where else ""
+        print(f"gradkit train: interrupted{hint}", file=sys.stderr)
+        return 130
+    if result.rank == 0:
+        _print_summary(config, result)
     return 0
 
 
@@ -118,12 +151,34 @@ def _print_summary(config: Config, result: RunResult) -> None:
         f"test       accuracy {100 * metrics['test_accuracy']:.2f}%, "
         f"loss {metrics['test_loss']:.4f}"
     )
+    _print_best(config, result)
     if "ensemble_test_accuracy" in metrics:
         print(
             f"ensemble   {metrics['ensemble_size']} snapshots, test accuracy "
             f"{100 * metrics['ensemble_test_accuracy']:.2f}%"
         )
     print(f"run        {result.run_dir}")
+
+
+def _print_best(config: Config, result: RunResult) -> None:
+    """What ``best.pt`` was selected on, or why there is none."""
+    best = result.best
+    if best is None:
+        return
+    if best["metric"] is None:
+        print(
+            "best       none: no validation split (data.validation_fraction = 0) and "
+            "checkpoint.best_metric = 'auto' never selects on test"
+        )
+    elif best["step"] is None:
+        print(f"best       none: {best['metric']} never improved (it was NaN)")
+    else:
+        value = best["value"]
+        shown = f"{100 * value:.2f}%" if best["metric"].endswith("accuracy") else f"{value:.4f}"
+        print(
+            f"best       {best['metric']} {shown} at step {best['step']} "
+            f"({result.run_dir / 'checkpoints' / 'best.pt'})"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

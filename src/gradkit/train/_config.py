@@ -112,6 +112,7 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "train.batch_size": (lambda v: v >= 1, "an integer >= 1"),
     "train.micro_batch_size": (lambda v: v >= 1, "an integer >= 1"),
     "train.eval_every": (lambda v: v >= 0, "an integer >= 0"),
+    "train.max_skipped": (lambda v: v >= 1, "an integer >= 1"),
     "train.eval_batch_size": (lambda v: v >= 1, "an integer >= 1"),
     "train.threads": (lambda v: v >= 1, "an integer >= 1"),
     "train.distributed_timeout": (lambda v: v > 0, "a number > 0"),

@@ -14,7 +14,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +33,37 @@ from gradkit.train._build import (
     run_settings,
 )
 from gradkit.train._callbacks import TrainContext, hook_table
-from gradkit.train._checkpoint import capture_rng_state, latest_checkpoint, restore_rng_state
-from gradkit.train._config import Config, ConfigError, save_config
+from gradkit.train._checkpoint import (
+    CheckpointError,
+    capture_rng_state,
+    latest_checkpoint,
+    remove_stale_temporaries,
+    restore_rng_state,
+)
+from gradkit.train._config import Config, ConfigError, load_config, save_config
 from gradkit.train._distributed import Distributed, distributed_session
 from gradkit.train._evaluate import evaluate
+from gradkit.train._interrupt import StopOnInterrupt
 from gradkit.train._metrics import MetricsLog
-from gradkit.train._report import NonFiniteLossError, RunResult, progress_bar, write_summary
+from gradkit.train._report import (
+    NonFiniteLossError,
+    RunResult,
+    TrainingInterrupted,
+    progress_bar,
+    write_summary,
+)
+from gradkit.train._resume import check_resume_changes
+from gradkit.train._run_dir import (
+    RunDirError,
+    drop_partial_last_lines,
+    refuse_existing_run,
+    writing,
+)
 from gradkit.train._state import CheckpointWriter, SnapshotEnsemble
 
-__all__ = ["NonFiniteLossError", "RunResult", "Trainer", "train"]
+__all__ = ["NonFiniteLossError", "RunResult", "Trainer", "TrainingInterrupted", "train"]
+
+_METRICS_FILES = ("steps.jsonl", "steps.csv", "evals.jsonl", "evals.csv")
 
 
 def train(
@@ -60,11 +82,19 @@ def train(
             (a validation part is still held out when ``data.validation_fraction`` asks).
         callbacks: objects with any of the hooks of :mod:`gradkit.train` (``on_train_start``,
             ``after_backward``, ``on_step_end``, ``on_eval``, ``on_train_end``).
-        run_dir: the run's directory (default: ``log.root/log.name`` or a new timestamp).
-        resume: continue the run in ``run_dir`` from its latest usable checkpoint.
+        run_dir: the run's directory (default: ``log.root/log.name`` or a new timestamp). It
+            must not hold another run (``config.toml``, metrics, checkpoints) unless resuming.
+        resume: continue the run in ``run_dir`` from its latest usable checkpoint. Keys that
+            decide what the checkpoint holds (model, optimizer, data) must not change:
+            :data:`gradkit.train._resume.FIXED_ON_RESUME`.
 
     Raises:
-        NonFiniteLossError: a NaN/inf loss under ``train.non_finite = "stop"``.
+        NonFiniteLossError: a NaN/inf loss under ``train.non_finite = "stop"``, more than
+            ``train.max_skipped`` in a row under ``"skip"``, or NaN/inf weights.
+        RunDirError: (a :class:`ConfigError`) ``run_dir`` holds another run, or a file of the
+            run cannot be written (the message names it and why).
+        TrainingInterrupted: (a :class:`KeyboardInterrupt`) Ctrl-C stopped the run after a
+            checkpoint of its last step.
     """
     if resume and run_dir is None:
         raise ValueError("train: resume=True needs the run_dir to resume")
@@ -72,6 +102,9 @@ def train(
         run_settings(config),
         distributed_session(config.train.device, config.train.distributed_timeout) as dist,
     ):
+        run_dir = Path(dist.broadcast(str(run_dir or new_run_dir(config))))
+        if not resume:  # before the data is loaded: fail fast
+            _on_main(dist, lambda: refuse_existing_run(run_dir))
         trainer = Trainer(config, dist, data=data, callbacks=callbacks, run_dir=run_dir)
         if resume:
             trainer.resume()
@@ -114,6 +147,7 @@ class Trainer:
         torch.manual_seed(settings.seed + dist.rank)  # dropout differs per process
 
         self.step, self.skipped, self.seconds_before = 0, 0, 0.0
+        self.skipped_in_a_row = 0
         self.step_lr: float = config.optim.lr
         self.sampler = _data.make_sampler(config, len(self.train_y), 0)
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -137,25 +171,44 @@ class Trainer:
         """Load the latest usable checkpoint of the run directory; continue from its step.
 
         A run that was stopped before its first checkpoint starts again from step 0; a run
-        whose checkpoints are all damaged is a :class:`~gradkit.train.CheckpointError`.
+        whose checkpoints are all damaged is a :class:`~gradkit.train.CheckpointError`. A
+        config that changes a key the checkpoint depends on (the model, the optimizer, the
+        data: :data:`~gradkit.train._resume.FIXED_ON_RESUME`) is a :class:`ConfigError`; a
+        changed ``schedule.lr`` applies from the checkpoint's step on.
         """
         report = (lambda text: print(text, file=sys.stderr)) if self.dist.is_main else None
         directory = self.run_dir / "checkpoints"
         self.resumed = True
+        if report is not None:
+            for folder in (directory, self.run_dir / "snapshots"):
+                for stale in remove_stale_temporaries(folder):
+                    report(f"gradkit: removed {stale}, left by a checkpoint save that was killed")
         if not any((directory / name).exists() for name in ("last.pt", "previous.pt")):
             if report is not None:
                 report(f"gradkit: {directory} holds no checkpoint yet; starting from step 0")
             return
+        saved = self.run_dir / "config.toml"
+        changed = check_resume_changes(load_config(saved), self.config) if saved.exists() else []
         path, state = latest_checkpoint(directory, report=report)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.sampler.load_state_dict(state["sampler"])
+        if "schedule.lr" in changed:  # allowed: the steps after the checkpoint follow it
+            state["scheduler"]["schedule"] = str(self.scheduler.schedule)
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.sampler.load_state_dict(state["sampler"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} does not fit this run's config: {first}"
+            ) from None
         rng = state["rng"]
         restore_rng_state(rng[self.dist.rank] if len(rng) == self.dist.world_size else rng[0])
         self.step, self.skipped = int(state["step"]), int(state["skipped"])
+        self.skipped_in_a_row = int(state.get("skipped_in_a_row", 0))
         self.seconds_before = float(state["seconds"])
         self.checkpoints.best_value = state["best_value"]
+        self.checkpoints.best_step = state.get("best_step")
         self.checkpoints.last_written = (path, self.step)
         self.ensemble.load(self.step)
 
@@ -164,6 +217,7 @@ class Trainer:
         return {
             "step": self.step,
             "skipped": self.skipped,
+            "skipped_in_a_row": self.skipped_in_a_row,
             "seconds": self.elapsed(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -171,6 +225,7 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             "rng": self.dist.gather(capture_rng_state()),
             "best_value": self.checkpoints.best_value,
+            "best_step": self.checkpoints.best_step,
             "world_size": self.dist.world_size,
         }
 
@@ -181,61 +236,71 @@ class Trainer:
     # ---------------------------------------------------------------- the loop
 
     def fit(self) -> RunResult:
-        """Train until ``train.steps``; evaluate, snapshot and checkpoint on the way."""
+        """Train until ``train.steps``; evaluate, snapshot and checkpoint on the way.
+
+        Ctrl-C stops after the current step, once it is checkpointed, with
+        :class:`TrainingInterrupted` (a second Ctrl-C stops at once).
+        """
         config, dist, ctx = self.config, self.dist, self.ctx
         self.started = time.perf_counter()
         self.metrics = None
-        if dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(config, self.run_dir / "config.toml")
-            resumed = self.step if self.resumed else None
-            self.metrics = MetricsLog(
-                self.run_dir, tensorboard=config.log.tensorboard, resume_step=resumed
-            )
-        dist.barrier()
+        _on_main(dist, self._open_run)
         bar = progress_bar(config, dist, self.step)
         batches = _data.step_batches(self.sampler)
         last_record, samples = time.perf_counter(), 0
         last_postfix, postfix_samples = time.perf_counter(), 0
         ctx.step = self.step
+        interrupted = False
         try:
             self._call("on_train_start", ctx)
-            while self.step < config.train.steps and not ctx.should_stop:
-                batch = next(batches)
-                loss, grad_norm = self.train_step(batch)
-                samples += len(batch)
-                ctx.step, ctx.loss = self.step, loss
-                final = self.step == config.train.steps
-                if self.metrics is not None and (self.step % config.log.every == 0 or final):
-                    now = time.perf_counter()
-                    record = {
-                        "step": self.step,
-                        "loss": loss,
-                        "lr": float(self.step_lr),
-                        "batch_size": len(batch),
-                        "grad_norm": grad_norm,
-                        "samples_per_second": samples / max(now - last_record, 1e-9),
-                        "time": self.elapsed(),
-                    }
-                    self.metrics.step(record)
-                    last_record, samples = now, 0
-                if bar is not None:
-                    bar.update(1)
-                    postfix_samples += len(batch)
-                    now = time.perf_counter()
-                    if now - last_postfix > 0.5:
-                        rate = postfix_samples / (now - last_postfix)
-                        last_postfix, postfix_samples = now, 0
-                        bar.set_postfix(
-                            loss=f"{loss:.4f}",
-                            lr=f"{self.step_lr:.3g}",
-                            samples_per_s=f"{rate:.0f}",
-                            refresh=False,
-                        )
-                self._call("on_step_end", ctx)
-                self.after_step(final or ctx.should_stop)
-            if not ctx.metrics or ctx.metrics.get("step") != self.step:
-                self.run_evaluation()
+            with StopOnInterrupt(dist) as stop:
+                while self.step < config.train.steps and not ctx.should_stop:
+                    batch = next(batches)
+                    loss, grad_norm = self.train_step(batch)
+                    samples += len(batch)
+                    ctx.step, ctx.loss = self.step, loss
+                    final = self.step == config.train.steps
+                    if self.metrics is not None and (self.step % config.log.every == 0 or final):
+                        now = time.perf_counter()
+                        record = {
+                            "step": self.step,
+                            "loss": loss,
+                            "lr": float(self.step_lr),
+                            "batch_size": len(batch),
+                            "grad_norm": grad_norm,
+                            "samples_per_second": samples / max(now - last_record, 1e-9),
+                            "time": self.elapsed(),
+                        }
+                        with writing(self.run_dir / "steps.jsonl"):
+                            self.metrics.step(record)
+                        last_record, samples = now, 0
+                    if bar is not None:
+                        bar.update(1)
+                        postfix_samples += len(batch)
+                        now = time.perf_counter()
+                        if now - last_postfix > 0.5:
+                            rate = postfix_samples / (now - last_postfix)
+                            last_postfix, postfix_samples = now, 0
+                            bar.set_postfix(
+                                loss=f"{loss:.4f}",
+                                lr=f"{self.step_lr:.3g}",
+                                samples_per_s=f"{rate:.0f}",
+                                refresh=False,
+                            )
+                    self._call("on_step_end", ctx)
+                    self.after_step(final or ctx.should_stop)
+                    more = self.step < config.train.steps and not ctx.should_stop
+                    if more and stop.requested():
+                        interrupted = True
+                        break
+            if interrupted:
+                last = self.checkpoints.last_written
+                if last is None or last[1] != self.step:
+                    self.write_checkpoint()
+            else:
+                self.check_weights()
+                if not ctx.metrics or ctx.metrics.get("step") != self.step:
+                    self.run_evaluation()
         finally:
             if bar is not None:
                 bar.close()
@@ -243,11 +308,49 @@ class Trainer:
                 self._call("on_train_end", ctx)
             finally:
                 if self.metrics is not None:
-                    self.metrics.close()
-        result = RunResult(self.run_dir, self.step, self.elapsed(), dict(ctx.metrics), self.skipped)
+                    with writing(self.run_dir / "steps.jsonl"):
+                        self.metrics.close()
+        if interrupted:
+            checkpoint = self.run_dir / "checkpoints" / "last.pt"
+            raise TrainingInterrupted(self.run_dir, self.step, checkpoint, dist.rank)
+        result = RunResult(
+            self.run_dir,
+            self.step,
+            self.elapsed(),
+            dict(ctx.metrics),
+            self.skipped,
+            best=self.best_summary(),
+            rank=dist.rank,
+        )
         if dist.is_main:
-            write_summary(result, self.run_dir / "summary.json")
+            with writing(self.run_dir / "summary.json"):
+                write_summary(result, self.run_dir / "summary.json")
         return result
+
+    def _open_run(self) -> None:
+        """Create the run directory, its config and metrics files (rank 0)."""
+        if not self.resumed:
+            refuse_existing_run(self.run_dir)
+        with writing(self.run_dir):
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        with writing(self.run_dir / "config.toml"):
+            save_config(self.config, self.run_dir / "config.toml")
+        with writing(self.run_dir / "steps.jsonl"):
+            if self.resumed:  # a process killed mid-write leaves a partial last line
+                for path in drop_partial_last_lines([self.run_dir / n for n in _METRICS_FILES]):
+                    print(f"gradkit: dropped the partial last line of {path}", file=sys.stderr)
+            self.metrics = MetricsLog(
+                self.run_dir,
+                tensorboard=self.config.log.tensorboard,
+                resume_step=self.step if self.resumed else None,
+            )
+
+    def best_summary(self) -> dict[str, Any] | None:
+        """What ``best.pt`` was selected on (see :attr:`RunResult.best`)."""
+        if not self.config.checkpoint.best:
+            return None
+        writer = self.checkpoints
+        return {"metric": writer.best_metric, "value": writer.best_value, "step": writer.best_step}
 
     def train_step(self, batch: list[int]) -> tuple[float, float | None]:
         """One optimizer step on a global batch; returns its loss and (if clipped) grad norm."""
@@ -268,6 +371,7 @@ class Trainer:
             self.optimizer.step()
         self.scheduler.step()
         self.step += 1
+        self.skipped_in_a_row = 0
         return loss, grad_norm
 
     def forward_backward(self, batch: list[int]) -> float:
@@ -310,24 +414,58 @@ class Trainer:
         return torch.nn.utils.clip_grad_norm_(self.model.parameters(), optim.clip_grad_norm).item()
 
     def non_finite(self, loss: float) -> float:
-        """Skip the update (``train.non_finite = "skip"``) or stop with an error."""
-        if self.config.train.non_finite == "skip":
+        """Skip the update (``train.non_finite = "skip"``) or stop with an error.
+
+        Skipping stops too, after ``train.max_skipped`` skipped steps in a row or as soon as
+        the weights themselves are NaN/inf (then no later step can be finite).
+        """
+        settings = self.config.train
+        if settings.non_finite == "skip":
+            self.check_weights()
             self.step_lr = self.optimizer.param_groups[0]["lr"]
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()
             self.step += 1
             self.skipped += 1
+            self.skipped_in_a_row += 1
+            if self.skipped_in_a_row >= settings.max_skipped:
+                first = self.step - self.skipped_in_a_row + 1
+                raise NonFiniteLossError(
+                    f"non-finite loss ({loss}) at {self.skipped_in_a_row} steps in a row "
+                    f"(steps {first} to {self.step}), train.max_skipped = "
+                    f"{settings.max_skipped}; training stopped and {self._kept()}. Lower "
+                    f"optim.lr or clip gradients (optim.clip_grad_norm); raise "
+                    f"train.max_skipped only if the losses recover"
+                )
             return loss
-        last = self.checkpoints.last_written
-        kept = (
-            f"the last good checkpoint is {last[0]} (step {last[1]})"
-            if last is not None
-            else "no checkpoint was written yet"
-        )
         raise NonFiniteLossError(
             f"non-finite loss ({loss}) at step {self.step + 1}; training stopped before that "
-            f"step's update and {kept}. Lower optim.lr, clip gradients (optim.clip_grad_norm) "
-            f"or set train.non_finite = 'skip'"
+            f"step's update and {self._kept()}. Lower optim.lr, clip gradients "
+            f"(optim.clip_grad_norm) or set train.non_finite = 'skip'"
+        )
+
+    def _kept(self) -> str:
+        last = self.checkpoints.last_written
+        if last is None:
+            return "no checkpoint was written yet"
+        return f"the last good checkpoint is {last[0]} (step {last[1]})"
+
+    def check_weights(self) -> None:
+        """Raise :class:`NonFiniteLossError` if a parameter or buffer holds NaN/inf."""
+        tensors = [*self.model.named_parameters(), *self.model.named_buffers()]
+        floating = [(n, t) for n, t in tensors if t.is_floating_point()]
+        if not floating:
+            return
+        finite = torch.stack([torch.isfinite(t).all() for _, t in floating])
+        if bool(finite.all()):
+            return
+        names = [name for (name, _), ok in zip(floating, finite.tolist(), strict=True) if not ok]
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        skipped = f"; {self.skipped} steps were skipped" if self.skipped else ""
+        raise NonFiniteLossError(
+            f"the weights hold NaN/inf after step {self.step} ({shown}){skipped}; training "
+            f"stopped without writing them and {self._kept()}. Lower optim.lr or clip "
+            f"gradients (optim.clip_grad_norm)"
         )
 
     def after_step(self, final: bool) -> None:
@@ -339,9 +477,15 @@ class Trainer:
         if final or snapshot or (settings.eval_every and self.step % settings.eval_every == 0):
             self.run_evaluation()
         if final or (every and self.step % every == 0):
-            if self.metrics is not None:
+            self.write_checkpoint()
+
+    def write_checkpoint(self) -> None:
+        """Flush the metrics and write ``last.pt``, unless the weights are NaN/inf."""
+        self.check_weights()
+        if self.metrics is not None:
+            with writing(self.run_dir / "steps.jsonl"):
                 self.metrics.flush()
-            self.checkpoints.write_last(self.state(), self.step)
+        self.checkpoints.write_last(self.state(), self.step)
 
     def run_evaluation(self) -> dict[str, Any]:
         """Test (and validation) loss and accuracy, and the snapshot ensemble's at cycle ends."""
@@ -366,7 +510,8 @@ class Trainer:
         metrics["time"] = self.elapsed()
         self.ctx.metrics = metrics
         if self.metrics is not None:
-            self.metrics.evaluation(metrics)
+            with writing(self.run_dir / "evals.jsonl"):
+                self.metrics.evaluation(metrics)
         if self.config.checkpoint.best and self.checkpoints.improves(metrics):
             self.checkpoints.write_best(self.state())
         self._call("on_eval", self.ctx, metrics)
@@ -398,10 +543,28 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def _best_metric(config: Config, has_validation: bool) -> str:
+def _on_main(dist: Distributed, action: Callable[[], None]) -> None:
+    """Run ``action`` on rank 0; its :class:`ConfigError` is raised on every process."""
+    if not dist.enabled:
+        action()
+        return
+    problem = None
+    if dist.is_main:
+        try:
+            action()
+        except ConfigError as error:  # RunDirError included
+            problem = (isinstance(error, RunDirError), str(error))
+    problem = dist.broadcast(problem)
+    if problem is not None:
+        raise (RunDirError if problem[0] else ConfigError)(problem[1])
+
+
+def _best_metric(config: Config, has_validation: bool) -> str | None:
+    """The metric ``best.pt`` is selected on; ``None`` (no ``best.pt``) for ``"auto"`` without
+    a validation split, since selecting on test would make the test score optimistic."""
     name = config.checkpoint.best_metric
     if name == "auto":
-        return "val_accuracy" if has_validation else "test_accuracy"
+        return "val_accuracy" if has_validation else None
     split = name.split("_", 1)[0]
     allowed = ("test_loss", "test_accuracy", "val_loss", "val_accuracy")
     if name not in allowed or (split == "val" and not has_validation):

@@ -1,4 +1,4 @@
-"""What a run reports: its result, the summary file, the progress bar, the non-finite error."""
+"""What a run reports: its result, the summary file, the progress bar, how it stopped early."""
 
 from __future__ import annotations
 
@@ -12,11 +12,33 @@ from gradkit._io import atomic_output
 from gradkit.train._config import Config
 from gradkit.train._distributed import Distributed
 
-__all__ = ["NonFiniteLossError", "RunResult", "progress_bar", "write_summary"]
+__all__ = [
+    "NonFiniteLossError",
+    "RunResult",
+    "TrainingInterrupted",
+    "progress_bar",
+    "write_summary",
+]
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite and ``train.non_finite`` is ``"stop"``."""
+    """The loss became NaN or infinite (``train.non_finite = "stop"``, or too many skipped
+    steps under ``"skip"``), or the weights did."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped the run at a step boundary, after a checkpoint of that step.
+
+    Attributes:
+        run_dir: the run, to resume with ``gradkit train --resume run_dir``.
+        step: the optimizer steps taken.
+        checkpoint: the checkpoint of that step.
+        rank: the process's rank (only rank 0 should print).
+    """
+
+    def __init__(self, run_dir: Path, step: int, checkpoint: Path, rank: int) -> None:
+        super().__init__(f"training interrupted at step {step}")
+        self.run_dir, self.step, self.checkpoint, self.rank = run_dir, step, checkpoint, rank
 
 
 @dataclass(frozen=True)
@@ -29,6 +51,10 @@ class RunResult:
         seconds: training time, summed over resumed sessions.
         metrics: the final evaluation (``test_accuracy``, ``val_accuracy``, ...).
         skipped_steps: steps whose update was skipped for a non-finite loss.
+        best: what ``best.pt`` was selected on: ``{"metric", "value", "step"}`` (``value`` and
+            ``step`` ``None`` if no evaluation improved), or ``None`` when no ``best.pt`` is kept.
+        rank: the process that returns this (under ``torchrun`` every process does; only rank
+            0 should print).
     """
 
     run_dir: Path
@@ -36,6 +62,8 @@ class RunResult:
     seconds: float
     metrics: dict[str, Any] = field(default_factory=dict)
     skipped_steps: int = 0
+    best: dict[str, Any] | None = None
+    rank: int = 0
 
     @property
     def test_accuracy(self) -> float:
@@ -66,6 +94,7 @@ def write_summary(result: RunResult, path: Path) -> None:
         "seconds": result.seconds,
         "skipped_steps": result.skipped_steps,
         "metrics": result.metrics,
+        "best": result.best,
     }
     with atomic_output(path) as temporary:
         temporary.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

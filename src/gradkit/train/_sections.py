@@ -141,6 +141,11 @@ class TrainConfig:
         deterministic: ``torch.use_deterministic_algorithms`` for the run.
         non_finite: on a NaN/inf loss, ``"stop"`` (with an error naming the step) or
             ``"skip"`` the update.
+        max_skipped: under ``non_finite = "skip"``, stop with an error after this many
+            consecutive skipped steps. A bad batch makes one or two losses non-finite; a run
+            of 10 in a row means the weights or the optimizer state are broken, and skipping
+            on would only burn the remaining steps. Either way, a run whose weights are NaN/inf
+            stops with an error (before it writes them as a checkpoint).
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
         threads: intra-op threads per process (``None``: torch's default).
         distributed_timeout: seconds a process waits for the others before the job fails.
@@ -154,6 +159,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     non_finite: Literal["stop", "skip"] = "stop"
+    max_skipped: int = 10
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = None
     distributed_timeout: float = 300.0
@@ -166,8 +172,12 @@ class CheckpointConfig:
     Attributes:
         every: write ``last.pt`` every this many steps (and at the end; 0: only at the end).
         best: also keep ``best.pt``, the checkpoint with the best ``best_metric`` at an eval.
-        best_metric: ``"auto"`` (validation accuracy when there is a validation split, else
-            test accuracy) or an eval metric name such as ``"val_loss"``.
+        best_metric: ``"auto"`` or an eval metric name such as ``"val_loss"``. ``"auto"`` is
+            the validation accuracy when there is a validation split
+            (``data.validation_fraction > 0``); without one there is nothing honest to select
+            on, so no ``best.pt`` is written (the summary says so): ``"auto"`` never selects
+            on the test split. ``"test_accuracy"`` and ``"test_loss"`` do, when asked by name;
+            a checkpoint chosen on test makes its test score optimistic.
         snapshot_ensemble: keep a snapshot at each cycle end of the lr schedule (SGDR) and
             evaluate the ensemble of the last this many (0: off; arXiv 1704.00109).
     """

@@ -14,6 +14,7 @@ from gradkit.schedules import parse
 from gradkit.train._checkpoint import load_checkpoint, save_checkpoint
 from gradkit.train._config import Config
 from gradkit.train._distributed import Distributed
+from gradkit.train._run_dir import writing
 
 __all__ = ["CheckpointWriter", "SnapshotEnsemble"]
 
@@ -21,25 +22,31 @@ __all__ = ["CheckpointWriter", "SnapshotEnsemble"]
 class CheckpointWriter:
     """Writes ``last.pt`` (keeping the one before as ``previous.pt``) and ``best.pt``.
 
-    Only rank 0 writes; every process calls, since building the state is collective.
+    Only rank 0 writes; every process calls, since building the state is collective. With
+    ``best_metric=None`` there is no ``best.pt``. A failed write is a
+    :class:`~gradkit.train._run_dir.RunDirError` naming the file.
     """
 
-    def __init__(self, directory: Path, best_metric: str, dist: Distributed) -> None:
+    def __init__(self, directory: Path, best_metric: str | None, dist: Distributed) -> None:
         self.directory = directory
         self.best_metric = best_metric
         self.dist = dist
         self.best_value: float | None = None
+        self.best_step: int | None = None
         self.last_written: tuple[Path, int] | None = None
 
     def write_last(self, state: dict[str, Any], step: int) -> None:
         """Save ``state`` as ``last.pt`` atomically; the old ``last.pt`` becomes ``previous.pt``."""
         path = self.directory / "last.pt"
         if self.dist.is_main:
-            save_checkpoint(state, path, keep_previous=True)
+            with writing(path):
+                save_checkpoint(state, path, keep_previous=True)
         self.last_written = (path, step)
 
     def improves(self, metrics: dict[str, Any]) -> bool:
         """Whether ``metrics`` beat the best so far (and record it if so)."""
+        if self.best_metric is None:
+            return False
         value = metrics.get(self.best_metric)
         if value is None or value != value:
             return False
@@ -47,13 +54,15 @@ class CheckpointWriter:
         best = self.best_value
         if best is not None and (value <= best if higher else value >= best):
             return False
-        self.best_value = float(value)
+        self.best_value, self.best_step = float(value), metrics.get("step")
         return True
 
     def write_best(self, state: dict[str, Any]) -> None:
         """Save ``state`` as ``best.pt`` (its ``best_value`` is already the new best)."""
+        path = self.directory / "best.pt"
         if self.dist.is_main:
-            save_checkpoint(state, self.directory / "best.pt")
+            with writing(path):
+                save_checkpoint(state, path)
 
 
 _SNAPSHOT = re.compile(r"step-(\d+)\.pt")
@@ -89,7 +98,8 @@ class SnapshotEnsemble:
         state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.snapshots.append((step, state))
         if self.dist.is_main:
-            save_checkpoint({"step": step, "model": state}, self._path(step))
+            with writing(self._path(step)):
+                save_checkpoint({"step": step, "model": state}, self._path(step))
             kept = {s for s, _ in self.snapshots}
             for path in self.directory.glob("step-*.pt"):
                 match = _SNAPSHOT.fullmatch(path.name)
