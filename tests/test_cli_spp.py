@@ -55,6 +55,20 @@ def test_nf_resnet_defaults_to_unit_skip_gain(tmp_path: Path) -> None:
     assert variance[1] > variance[0]  # unit skip gains: the variance grows within a stage
 
 
+def test_nf_resnet_defaults_reproduce_the_papers_variance_profile(tmp_path: Path, capsys) -> None:
+    # arXiv 2101.08692, Fig. 1: the variance grows by alpha^2 per block and resets to
+    # 1 + alpha^2 at each stage's first block; the measured curve follows the prediction
+    out, table = tmp_path / "spp.png", tmp_path / "spp.csv"
+    assert _run(["--model", "nf_resnet1d", "--out", str(out), "--csv", str(table)]) == 0
+    rows = list(csv.DictReader(table.read_text().splitlines()))
+    for stage in range(3):
+        first, last = (row for row in rows if row["stage"] == str(stage))  # depth 2
+        assert float(last["expected_variance"]) == pytest.approx(1.08)
+        assert float(last["variance"]) == pytest.approx(1.08, abs=0.1)  # 0.52 at stage 3 once
+        assert float(last["variance"]) > float(first["variance"])  # grows within the stage
+    assert "input 256 x (16, 40) ~ N(0, 1)" in capsys.readouterr().out  # as wide as the stem
+
+
 BAD = [
     (
         ["--model", "resnet3d"],

@@ -9,10 +9,28 @@ import torch
 
 from gradkit.cli._types import positive_integer
 from gradkit.diagnostics import plot, signal_propagation, write_csv
-from gradkit.models import get_model
+from gradkit.models import ModelSpec, get_model
 
 
-def _overrides(args: argparse.Namespace, options: tuple[str, ...]) -> dict[str, object]:
+def _in_channels(args: argparse.Namespace, spec: ModelSpec) -> int | None:
+    """The input's channels: ``--in-channels``, else at least the first stage's width.
+
+    The paper's stem (7x7 on 3 channels) gives each of its 64 channels 147 inputs. MNIST-1D's
+    one channel would give the 16 channels of a 3-wide stem 3 numbers to share: correlated
+    channels, whose variance falls stage after stage (to half the prediction by stage 3).
+    """
+    if args.in_channels is not None:
+        return int(args.in_channels)
+    options = spec.options()
+    if "in_channels" not in options or "width" not in options:
+        return None
+    width = args.width if args.width is not None else spec.defaults["width"]
+    return max(int(spec.defaults["in_channels"]), int(width))
+
+
+def _overrides(
+    args: argparse.Namespace, options: tuple[str, ...], in_channels: int | None
+) -> dict[str, object]:
     given = {
         "norm": args.norm,
         "depth": args.depth,
@@ -21,7 +39,7 @@ def _overrides(args: argparse.Namespace, options: tuple[str, ...]) -> dict[str, 
         "activation": args.activation,
         "alpha": args.alpha,
         "skip_gain": args.skip_gain,
-        "in_channels": args.in_channels,
+        "in_channels": in_channels,
     }
     overrides = {key: value for key, value in given.items() if value is not None}
     if "skip_gain" in options and "skip_gain" not in overrides:
@@ -29,9 +47,11 @@ def _overrides(args: argparse.Namespace, options: tuple[str, ...]) -> dict[str, 
     return overrides
 
 
-def _input_shape(args: argparse.Namespace, shape: tuple[int, ...]) -> tuple[int, ...]:
-    if args.in_channels is not None:
-        shape = (args.in_channels, *shape) if len(shape) == 1 else (args.in_channels, *shape[1:])
+def _input_shape(
+    args: argparse.Namespace, shape: tuple[int, ...], in_channels: int | None
+) -> tuple[int, ...]:
+    if in_channels is not None:
+        shape = (in_channels, *shape) if len(shape) == 1 else (in_channels, *shape[1:])
     if args.size is not None:
         shape = (*shape[:-2], args.size, args.size) if len(shape) == 3 else (*shape[:-1], args.size)
     return shape
@@ -43,12 +63,12 @@ _WIDTHS = (5, 5, 12, 12, 12, 9)
 def _spp_command(args: argparse.Namespace) -> int:
     try:
         spec = get_model(args.model)
+        in_channels = _in_channels(args, spec)
+        overrides = _overrides(args, spec.options(), in_channels)
         torch.manual_seed(args.seed)
-        model = spec.create(**_overrides(args, spec.options()))
-        shape = _input_shape(args, spec.input_shape)
-        title = f"{spec.name} " + " ".join(
-            f"{key}={value}" for key, value in _overrides(args, spec.options()).items()
-        )
+        model = spec.create(**overrides)
+        shape = _input_shape(args, spec.input_shape, in_channels)
+        title = f"{spec.name} " + " ".join(f"{key}={value}" for key, value in overrides.items())
         result = signal_propagation(
             model, shape, batch_size=args.batch, seed=args.seed, title=title.strip()
         )
@@ -95,7 +115,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         "NFNets train from 0, where every block starts as the identity)",
     )
     spp.add_argument(
-        "--in-channels", type=positive_integer, help="input channels (default: the model's)"
+        "--in-channels",
+        type=positive_integer,
+        help="input channels (default: the model's, at least its width, so that the stem's "
+        "channels are not correlated combinations of a few numbers, as in the paper's figure)",
     )
     spp.add_argument("--size", type=positive_integer, help="input length (1-D) or side (2-D)")
     spp.add_argument("--batch", type=positive_integer, default=256, help="batch size (default 256)")
