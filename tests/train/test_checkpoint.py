@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pickle
 import random
 import re
 import struct
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from gradkit.train import (
 from gradkit.train._checkpoint import (
     _HEADER,
     _MAGIC,
+    _TRAILER_SIZE,
     capture_rng_state,
     remove_stale_temporaries,
     restore_rng_state,
@@ -62,11 +65,29 @@ def _written(tmp_path: Path) -> Path:
     return save_checkpoint({"weights": torch.arange(1000.0)}, tmp_path / "c.pt")
 
 
-def test_truncated(tmp_path: Path) -> None:
-    path = _written(tmp_path)
-    data = path.read_bytes()
-    path.write_bytes(data[:-100])
-    payload = len(data) - _HEADER.size
+def _format_1(payload: bytes) -> bytes:
+    """A file of checkpoint format 1 (gradkit before 0.2): a 64-byte header, then the payload."""
+    return _HEADER.pack(_MAGIC, 1, len(payload), hashlib.sha256(payload).digest()) + payload
+
+
+def test_plain_torch_load_reads_a_checkpoint(tmp_path: Path) -> None:
+    state = {"step": 3, "weights": torch.randn(4, 5), "nested": {"betas": (0.9, 0.99)}}
+    path = save_checkpoint(state, tmp_path / "c.pt")
+    loaded = torch.load(path, weights_only=True)
+    assert loaded["step"] == 3 and torch.equal(loaded["weights"], state["weights"])
+    assert torch.load(path, weights_only=True, mmap=True)["nested"] == {"betas": (0.9, 0.99)}
+    assert zipfile.ZipFile(path).comment.startswith(b"gradkit-checkpoint 2 ")
+
+
+def test_format_1_still_loads(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    torch.save({"step": 7, "weights": torch.arange(3.0)}, buffer)
+    path = tmp_path / "old.pt"
+    path.write_bytes(_format_1(buffer.getvalue()))
+    loaded = load_checkpoint(path)
+    assert loaded["step"] == 7 and torch.equal(loaded["weights"], torch.arange(3.0))
+    path.write_bytes(path.read_bytes()[:-100])
+    payload = len(buffer.getvalue())
     message = (
         f"checkpoint {str(path)!r} is truncated or padded: its header promises {payload} "
         f"bytes of payload, the file holds {payload - 100}"
@@ -75,20 +96,55 @@ def test_truncated(tmp_path: Path) -> None:
         load_checkpoint(path)
 
 
-def test_tampered(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cut", [1, 50, 100, 5000])
+def test_truncated(tmp_path: Path, cut: int) -> None:
+    path = _written(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[:-cut])
+    with pytest.raises(
+        CheckpointError, match=f"checkpoint {re.escape(repr(str(path)))} is truncated"
+    ):
+        load_checkpoint(path)
+
+
+def test_padded(tmp_path: Path) -> None:
+    path = _written(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data + b"\0" * 10)
+    message = f"is truncated or padded: its record promises {len(data)} bytes, the file holds"
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("where", [10, 600, -50])  # a tensor, the zip directory, the checksum
+def test_tampered(tmp_path: Path, where: int) -> None:
     path = _written(tmp_path)
     data = bytearray(path.read_bytes())
-    data[-50] ^= 0x01
+    data[where] ^= 0x01
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="is corrupted or was modified: its SHA-256"):
         load_checkpoint(path)
 
 
-@pytest.mark.parametrize("content", [b"", b"hello", b"PK\x03\x04" + bytes(100)])
-def test_not_a_checkpoint(tmp_path: Path, content: bytes) -> None:
+def test_a_plain_torch_save_file_is_named_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "plain.pt"
+    torch.save({"weights": torch.arange(3.0)}, path)
+    with pytest.raises(CheckpointError, match=r"a complete zip archive \(a plain torch\.save file"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "is not a gradkit checkpoint"),
+        (b"hello", "is not a gradkit checkpoint"),
+        (b"PK\x03\x04" + bytes(100), "is truncated (or not a gradkit checkpoint)"),
+    ],
+)
+def test_not_a_checkpoint(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "c.pt"
     path.write_bytes(content)
-    with pytest.raises(CheckpointError, match="is not a gradkit checkpoint"):
+    with pytest.raises(CheckpointError, match=re.escape(message)):
         load_checkpoint(path)
 
 
@@ -109,11 +165,18 @@ def test_a_forged_checksum_still_cannot_run_code(tmp_path: Path) -> None:
     buffer = io.BytesIO()
     torch.save({"model": exploit}, buffer, pickle_protocol=pickle.HIGHEST_PROTOCOL)
     payload = buffer.getvalue()
-    import hashlib
-
-    header = struct.pack("<20sIQ32s", _MAGIC, 1, len(payload), hashlib.sha256(payload).digest())
     path = tmp_path / "evil.pt"
-    path.write_bytes(header + payload)
+    path.write_bytes(_format_1(payload))
+    with pytest.raises(CheckpointError, match="cannot be loaded safely"):
+        load_checkpoint(path)
+    # The same in format 2: a zip comment with a correct checksum.
+    save_checkpoint({"step": 1}, path)  # a valid file, then the evil body with a forged record
+    body = bytearray(payload)
+    body[-2:] = struct.pack("<H", _TRAILER_SIZE)
+    digest = hashlib.sha256(body).hexdigest()
+    path.write_bytes(
+        bytes(body) + b"gradkit-checkpoint 2 %016x %s\n" % (len(body), digest.encode())
+    )
     with pytest.raises(CheckpointError, match="cannot be loaded safely"):
         load_checkpoint(path)
     assert not target.exists()

@@ -197,7 +197,7 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.sampler.load_state_dict(state["sampler"])
-        except (RuntimeError, ValueError, KeyError) as error:
+        except (RuntimeError, ValueError) as error:  # sizes or groups that do not match
             first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             raise CheckpointError(
                 f"checkpoint {str(path)!r} does not fit this run's config: {first}"
