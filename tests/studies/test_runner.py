@@ -193,6 +193,9 @@ def test_a_run_trains_in_a_folder_of_its_own(
         assert len(store.curve(plan.run_id, "step", "loss")) == 20
 
     run_plan(plan, store_path, "tiny", str(runs), 1, True)  # kept: it replaces the old folder
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (runs / plan.run_id).stat().st_mode & 0o777 == 0o777 & ~umask  # not made private
     assert sorted(p.name for p in (runs / plan.run_id).iterdir()) == [
         "checkpoints",
         "config.toml",

@@ -286,8 +286,7 @@ def run_plan(
                     "checkpoint.best": False,
                 }
             )
-            Path(run_root).mkdir(parents=True, exist_ok=True)
-            run_dir = Path(tempfile.mkdtemp(prefix=f"{plan.run_id}.", dir=run_root))
+            run_dir = _attempt_folder(Path(run_root), plan.run_id)
             measures = _measure_callbacks(plan, config)
             weights = FinalWeights() if plan.keep_weights else None
             callbacks = [*measures, *([weights] if weights is not None else [])]
@@ -314,6 +313,17 @@ def run_plan(
             if run_dir is not None:
                 _settle(run_dir, Path(run_root) / plan.run_id if keep_run else None)
     return plan.run_id, None
+
+
+def _attempt_folder(run_root: Path, run_id: str) -> Path:
+    """A new folder ``run_root/<run_id>.<random>`` for one attempt of a run, no one else's."""
+    run_root.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{run_id}.", dir=run_root))
+    # mkdtemp makes the folder private (0700); give it the mode a plain mkdir() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    return folder
 
 
 def _settle(attempt: Path, kept: Path | None) -> None:
