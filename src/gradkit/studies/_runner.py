@@ -18,23 +18,22 @@ Resuming is running again: finished runs are skipped (failed ones too, unless
 so does a finished run whose weights an interpolation needs but the store lacks. Once the runs
 are done, the interpolations the store lacks are computed in this process
 (:mod:`gradkit.studies._interpolation`).
-Each worker is a separate process pinned to ``threads // workers`` intra-op threads. A failing
-run is recorded with its error and the others go on.
+Each worker is a separate process pinned to ``threads // workers`` intra-op threads; where the
+workers live is the executor's business (:mod:`gradkit.studies._executor`), this module is the
+driver. A failing run is recorded with its error and the others go on.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import io
 import math
-import multiprocessing
 import os
 import shutil
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,8 +41,8 @@ from typing import Any
 import torch
 
 from gradkit._io import atomic_output
+from gradkit.studies._executor import run_in_processes
 from gradkit.studies._expand import RunPlan, expand
-from gradkit.studies._lifeline import die_with_parent
 from gradkit.studies._lock import StudyLock, StudyLockedError
 from gradkit.studies._spec import StudySpec, load_spec
 from gradkit.studies._store import Store
@@ -180,7 +179,9 @@ def _run_locked(
             for plan in todo:
                 record(*run_plan(plan, *arguments))
         else:
-            _run_in_pool(todo, arguments, workers, per_worker, record)
+            run_in_processes(
+                run_plan, todo, arguments, workers=workers, threads=per_worker, record=record
+            )
     finally:
         if bar is not None:
             bar.close()
@@ -203,58 +204,12 @@ def _run_locked(
     )
 
 
-def _run_in_pool(
-    todo: Sequence[RunPlan],
-    arguments: tuple[Any, ...],
-    workers: int,
-    per_worker: int,
-    record: Any,
-) -> None:
-    """The local executor: ``run_plan(plan, *arguments)`` in worker processes; ``record`` each
-    ``(run_id, error)`` as it comes back.
-
-    The pool is created and fed from this thread, which outlives it: on Linux the workers'
-    death signal follows the thread that spawned them (see :mod:`gradkit.studies._lifeline`).
-    """
-    with _worker_environment(per_worker):
-        context = multiprocessing.get_context("spawn")  # fork + torch threads can hang
-        with concurrent.futures.ProcessPoolExecutor(
-            max_workers=min(workers, len(todo)),
-            mp_context=context,
-            initializer=die_with_parent,
-            initargs=(os.getpid(),),
-        ) as pool:
-            futures = [pool.submit(run_plan, plan, *arguments) for plan in todo]
-            try:
-                for future in concurrent.futures.as_completed(futures):
-                    record(*future.result())
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-
-
 def _progress_bar(total: int, initial: int, name: str, enabled: bool) -> Any:
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc=name, unit="run", dynamic_ncols=True)
-
-
-@contextlib.contextmanager
-def _worker_environment(threads: int) -> Iterator[None]:
-    """Thread counts for the worker processes, which read them when they start."""
-    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ.update({name: str(threads) for name in names})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def run_plan(
