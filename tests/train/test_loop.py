@@ -321,7 +321,7 @@ def test_tensorboard_on_without_the_package(data: TrainingData, make_config: Cal
 
     if importlib.util.find_spec("tensorboard") is not None:
         pytest.skip("tensorboard is installed here: 'on' works")
-    with pytest.raises(RuntimeError, match="the tensorboard package is not installed"):
+    with pytest.raises(ConfigError, match="the tensorboard package is not installed"):
         train(make_config("log.tensorboard=on"), data=data)
 
 
