@@ -3,6 +3,7 @@ die with their runner, runs never done without curves."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from gradkit.studies import STORE_NAME, Store, expand, load_spec, run_plan, run_study, write_report
+from gradkit.studies._lock import LOCK_NAME
 
 RUNNER = (
     "import sys\n"
@@ -110,6 +112,15 @@ def _children(parent: int) -> set[int]:
     return children
 
 
+def _open_files(pid: int) -> set[str]:
+    """The paths process ``pid`` has open (from /proc)."""
+    paths = set()
+    for link in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            paths.add(os.readlink(link))
+    return paths
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -139,6 +150,9 @@ def test_workers_die_with_a_killed_runner_and_a_rerun_finishes_every_run_once(
                         break
             time.sleep(0.02)
         assert len(workers) == 2, "never saw both workers training"
+        lock = str((out / LOCK_NAME).resolve())
+        assert lock in _open_files(runner.pid)  # the runner holds the study's lock ...
+        assert not any(lock in _open_files(pid) for pid in workers)  # ... and no worker does
         os.kill(runner.pid, signal.SIGKILL)  # the runner only: its workers are on their own
         runner.wait()
         deadline = time.monotonic() + 20
