@@ -16,10 +16,10 @@ from gradkit.train import (
     ConfigError,
     NonFiniteLossError,
     RunResult,
+    TrainingInterrupted,
     load_config,
     train,
 )
-from gradkit.train._report import TrainingInterrupted
 from gradkit.train._resume import CHANGEABLE_ON_RESUME
 
 __all__ = ["main", "register"]

@@ -39,6 +39,8 @@ from gradkit.train._data import TrainingData
 from gradkit.train._evaluate import evaluate
 from gradkit.train._loop import NonFiniteLossError, RunResult, Trainer, train
 from gradkit.train._metrics import EVAL_FIELDS, STEP_FIELDS, read_jsonl
+from gradkit.train._report import TrainingInterrupted
+from gradkit.train._run_dir import RunDirError
 
 __all__ = [
     "EVAL_FIELDS",
@@ -54,12 +56,14 @@ __all__ = [
     "ModelConfig",
     "NonFiniteLossError",
     "OptimConfig",
+    "RunDirError",
     "RunResult",
     "ScheduleConfig",
     "TrainConfig",
     "TrainContext",
     "Trainer",
     "TrainingData",
+    "TrainingInterrupted",
     "build_model",
     "config_from_dict",
     "config_to_dict",
