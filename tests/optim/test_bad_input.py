@@ -62,6 +62,7 @@ BAD_VALUES: dict[str, tuple[str, list[Any]]] = {
     "agc_clipping": (NON_NEGATIVE, [-0.01, NAN]),
     "nesterov": (FLAG, ["yes", 1]),
     "amsgrad": (FLAG, ["yes", 1]),
+    "unit_ratio_on_zero_grad": (FLAG, ["yes", 1]),
     "centered": (FLAG, ["yes", 0]),
     "maximize": (FLAG, ["yes", None]),
     "fused": (FLAG, ["yes", 1]),

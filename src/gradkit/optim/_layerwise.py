@@ -97,13 +97,16 @@ class ScaleByTrustRatio(GradientTransformation):
         \lambda = \frac{\eta\,\lVert\theta\rVert}{\lVert g\rVert + \beta\lVert\theta\rVert
         + \epsilon}
 
-    In both forms the ratio is 1 where the weight or the update has zero norm, and where the
-    group's ``layer_adaptation`` is False (biases and normalization parameters, see
-    :func:`gradkit.optim.param_groups`).
+    In both forms the ratio is 1 where the weight or the whole denominator has zero norm, and
+    where the group's ``layer_adaptation`` is False (biases and normalization parameters, see
+    :func:`gradkit.optim.param_groups`). In the LARS form a zero gradient with a non-zero
+    weight and :math:`\beta > 0` follows the formula, :math:`\lambda = \eta / \beta`
+    (:math:`\epsilon = 0`); with ``unit_ratio_on_zero_grad=True`` it is 1 instead, as in
+    timm's ``Lars`` (NVIDIA's LARC also skips the weight decay of such a parameter).
 
     Reads ``layer_adaptation``; LAMB form: ``weight_norm_bounds`` (``None`` or
     :math:`(\gamma_l, \gamma_u)`); LARS form: ``trust_coefficient`` (:math:`\eta`),
-    ``weight_decay`` (:math:`\beta`) and ``eps``.
+    ``weight_decay`` (:math:`\beta`), ``eps`` and ``unit_ratio_on_zero_grad``.
     """
 
     name = "scale_by_trust_ratio"
@@ -116,6 +119,7 @@ class ScaleByTrustRatio(GradientTransformation):
         weight_decay: float = 0.0,
         eps: float = 0.0,
         weight_norm_bounds: tuple[float, float] | None = None,
+        unit_ratio_on_zero_grad: bool = False,
     ) -> None:
         hypers = [Hyper("layer_adaptation", True, boolean)]
         if form == "lamb":
@@ -125,6 +129,7 @@ class ScaleByTrustRatio(GradientTransformation):
                 Hyper("trust_coefficient", trust_coefficient, non_negative),
                 Hyper("weight_decay", weight_decay, non_negative),
                 Hyper("eps", eps, non_negative),
+                Hyper("unit_ratio_on_zero_grad", unit_ratio_on_zero_grad, boolean),
             ]
         else:
             raise ValueError(
@@ -166,13 +171,19 @@ class ScaleByTrustRatio(GradientTransformation):
         weight_decay, eps = bucket.value("weight_decay"), bucket.value("eps")
         if group["layer_adaptation"]:
             weight_norms = norms(bucket.params)
+            grad_norms = norms(bucket.updates)
             denominators = [
                 grad_norm + weight_decay * weight_norm + eps
-                for grad_norm, weight_norm in zip(norms(bucket.updates), weight_norms, strict=True)
+                for grad_norm, weight_norm in zip(grad_norms, weight_norms, strict=True)
             ]
             trust_coefficient = bucket.value("trust_coefficient")
             numerators = [trust_coefficient * norm for norm in weight_norms]
             ratios = guarded_ratios(weight_norms, denominators, numerators)
+            if group["unit_ratio_on_zero_grad"]:
+                ratios = [
+                    torch.where(grad_norm > 0, ratio, 1.0)
+                    for grad_norm, ratio in zip(grad_norms, ratios, strict=True)
+                ]
         if not bucket.is_off("weight_decay"):
             add_scaled_(bucket.updates, bucket.params, weight_decay)
         if group["layer_adaptation"]:
@@ -192,6 +203,7 @@ def scale_by_trust_ratio(
     weight_decay: float = 0.0,
     eps: float = 0.0,
     weight_norm_bounds: tuple[float, float] | None = None,
+    unit_ratio_on_zero_grad: bool = False,
 ) -> ScaleByTrustRatio:
     r"""Layer-wise trust ratio :math:`\lVert\theta\rVert / \lVert u\rVert` (LAMB) or LARS's."""
     return ScaleByTrustRatio(
@@ -200,4 +212,5 @@ def scale_by_trust_ratio(
         weight_decay=weight_decay,
         eps=eps,
         weight_norm_bounds=weight_norm_bounds,
+        unit_ratio_on_zero_grad=unit_ratio_on_zero_grad,
     )

@@ -469,7 +469,15 @@ class LARS(ChainedOptimizer):
     :math:`\beta` = ``weight_decay``, :math:`\mu` = ``momentum``. As in the paper, the rate is
     *inside* the momentum buffer. Common implementations differ: timm's ``Lars`` and NVIDIA's
     LARC keep torch's convention (rate outside the buffer) and use :math:`\epsilon = 10^{-8}`;
-    the paper has no :math:`\epsilon` (0 here; a zero weight or update gets ratio 1). Give
+    the paper has no :math:`\epsilon` (0 here; a zero weight or update gets ratio 1).
+
+    An exactly zero gradient (timm's ResNets initialise the last BatchNorm gain of each block
+    to zero, so its first gradients can be 0) with a non-zero weight gets, by the formula,
+    :math:`\lambda = \eta/\beta` when :math:`\beta > 0`: the weight decays at the rate
+    :math:`\gamma\eta`. timm's ``Lars`` and NVIDIA's LARC use :math:`\lambda = 1` wherever
+    :math:`\lVert g\rVert = 0` or :math:`\lVert\theta\rVert = 0`;
+    ``unit_ratio_on_zero_grad=True`` does so too (the weight then decays at the rate
+    :math:`\gamma\beta`, as in timm; LARC skips such a parameter's decay as well). Give
     biases and normalization parameters ``layer_adaptation=False`` and no weight decay with
     :func:`gradkit.optim.param_groups` (arXiv 2102.06356).
 
@@ -486,6 +494,7 @@ class LARS(ChainedOptimizer):
         eps: float = 0.0,
         nesterov: bool = False,
         *,
+        unit_ratio_on_zero_grad: bool = False,
         maximize: bool = False,
         agc_clipping: float | None = None,
         fused: bool = False,
@@ -504,6 +513,7 @@ class LARS(ChainedOptimizer):
             trust_coefficient=trust_coefficient,
             eps=eps,
             nesterov=nesterov,
+            unit_ratio_on_zero_grad=unit_ratio_on_zero_grad,
             maximize=maximize,
             agc_clipping=agc_clipping,
             fused=fused,
