@@ -9,6 +9,7 @@ ratio for an exactly zero gradient as timm and NVIDIA's LARC compute it.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 from gradkit.optim import (
     LARS,
     SAM,
+    param_groups,
 )
 
 # Large enough that a few steps move the weights visibly, small enough that nothing diverges.
@@ -79,6 +81,63 @@ def assert_same_model(actual: nn.Module, expected: nn.Module) -> None:
         actual.named_parameters(), expected.named_parameters(), strict=True
     ):
         torch.testing.assert_close(a, b, **TOLERANCE, msg=lambda m, name=name: f"{name}: {m}")
+
+
+# --- timm's no_weight_decay() -----------------------------------------------------------------
+
+
+class TinyViT(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pos_embed = nn.Parameter(torch.zeros(1, 4, 3))
+        self.proj = nn.Linear(3, 3)
+        self.norm = nn.LayerNorm(3)
+
+    def no_weight_decay(self) -> set[str]:
+        # timm's ViTs list dist_token whether or not they have one.
+        return {"pos_embed", "dist_token"}
+
+
+def _decay_of(groups: list[dict[str, Any]], model: nn.Module) -> dict[str, tuple[float, bool]]:
+    names = {id(p): name for name, p in model.named_parameters()}
+    return {
+        names[id(p)]: (group["weight_decay"], group["layer_adaptation"])
+        for group in groups
+        for p in group["params"]
+    }
+
+
+def test_param_groups_reads_the_model_no_weight_decay():
+    model = TinyViT()
+    decay = _decay_of(param_groups(model, weight_decay=0.05), model)
+    assert decay == {
+        "pos_embed": (0.0, False),
+        "proj.weight": (0.05, True),
+        "proj.bias": (0.0, False),
+        "norm.weight": (0.0, False),
+        "norm.bias": (0.0, False),
+    }
+
+
+def test_param_groups_reads_no_weight_decay_of_a_submodule():
+    model = nn.Sequential(TinyViT(), nn.Linear(3, 2))
+    decay = _decay_of(param_groups(model, weight_decay=0.05), model)
+    assert decay["0.pos_embed"] == (0.0, False)
+    assert decay["0.proj.weight"] == (0.05, True)
+    assert decay["1.weight"] == (0.05, True)
+
+
+def test_param_groups_rejects_a_no_weight_decay_that_is_not_a_set_of_names():
+    class Bad(TinyViT):
+        def no_weight_decay(self) -> Any:
+            return "pos_embed"
+
+    message = (
+        "param_groups: model.no_weight_decay() returned 'pos_embed'; expected a set of "
+        "parameter names (str)"
+    )
+    with pytest.raises(TypeError, match=re.escape(message)):
+        param_groups(Bad(), weight_decay=0.05)
 
 
 # --- LARS with an exactly zero gradient -------------------------------------------------------

@@ -37,12 +37,19 @@ def param_groups(
     prefixes) get ``agc_clipping=None``: adaptive gradient clipping does not clip the head
     (arXiv 2102.06171).
 
+    A model (or any submodule) with a ``no_weight_decay()`` method, timm's convention, names
+    further parameters to exempt: it returns a set of parameter names relative to that module
+    (a ViT's ``{"pos_embed", "cls_token"}``), read here as ``no_decay`` names are. timm's
+    ``create_optimizer_v2`` reads the top-level model's; here a model that holds a timm model
+    as a submodule keeps its exemptions too. Names that match no parameter are ignored (timm's
+    ViTs list ``dist_token`` whether or not they have one).
+
     Args:
         model: the model.
         weight_decay: the decay of the weight matrices and filters.
         head: the classifier head, excluded from adaptive gradient clipping.
         no_decay: further parameter names (or name prefixes) to exempt, e.g. positional
-            embeddings.
+            embeddings (added to those of the model's ``no_weight_decay()``).
         **options: extra keys for every group (``lr=...``, ``momentum=...``).
 
     Returns:
@@ -57,7 +64,7 @@ def param_groups(
     if not isinstance(model, nn.Module):
         raise TypeError(f"param_groups: model must be a torch.nn.Module, got {model!r}")
     exempt_names = _norm_parameter_names(model)
-    prefixes = tuple(no_decay)
+    prefixes = (*no_decay, *_model_no_weight_decay(model))
     head_names = _head_names(model, head)
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {
         (False, True): [],
@@ -83,6 +90,25 @@ def param_groups(
 
 def _matches(name: str, prefixes: tuple[str, ...]) -> bool:
     return any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
+
+
+def _model_no_weight_decay(model: nn.Module) -> list[str]:
+    """The names every ``no_weight_decay()`` method in the model returns, as full names."""
+    names: list[str] = []
+    for module_name, module in model.named_modules():
+        method = getattr(module, "no_weight_decay", None)
+        if not callable(method):
+            continue
+        returned = method()
+        listed = list(returned) if isinstance(returned, (set, frozenset, list, tuple)) else None
+        if listed is None or not all(isinstance(name, str) for name in listed):
+            where = f"model.{module_name}" if module_name else "model"
+            raise TypeError(
+                f"param_groups: {where}.no_weight_decay() returned {returned!r}; expected a set "
+                f"of parameter names (str)"
+            )
+        names.extend(f"{module_name}.{name}" if module_name else name for name in listed)
+    return names
 
 
 def _norm_parameter_names(model: nn.Module) -> set[str]:
