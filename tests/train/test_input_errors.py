@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gradkit.cli import main
-from gradkit.train import Config, ConfigError, _data, load_config
+from gradkit.train import Config, ConfigError, TrainingData, _data, load_config, train
 
 SMALL = [
     "model.name=mlp",
@@ -118,3 +118,33 @@ def test_cuda_without_cuda_names_the_available_devices(
     assert line.startswith("gradkit train: config: train.device: 'cuda', but CUDA is not")
     assert "available: 'cpu', or 'auto'" in line
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_schedule_that_makes_the_lr_negative_is_refused(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    data: TrainingData,
+) -> None:
+    monkeypatch.setattr(_data, "load_training_data", lambda config: data)
+    argv = _train(tmp_path, "schedule.lr='cosine(200) * -1'", "optim.lr=0.01")
+    assert main(argv) == 2
+    line = _one_line_error(capsys)
+    assert line == (
+        "gradkit train: config: schedule.lr: the schedule -1.0 * cosine(200) sets lr=-0.01 at "
+        "step 0 (param group 0); expected lr >= 0"
+    )
+
+
+def test_the_lr_schedule_is_checked_over_the_run_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: TrainingData
+) -> None:
+    # 1 - 2k/10 is negative after step 5; a run of 4 steps sets the values of steps 0..4.
+    schedule = "schedule.lr='linear(10, start=1.0, end=-1.0)'"
+    short = _config(tmp_path, schedule, "train.steps=4", "log.name='short'")
+    assert train(short, data=data).steps == 4
+    long = _config(tmp_path, schedule, "train.steps=8", "log.name='long'")
+    with pytest.raises(
+        ConfigError, match=r"^config: schedule\.lr: .* at step 8 .*expected lr >= 0"
+    ):
+        train(long, data=data)

@@ -33,7 +33,8 @@ from gradkit.schedules._library import (
     warmup,
 )
 from gradkit.schedules._parse import SCHEDULES, ScheduleSyntaxError, parse
-from gradkit.schedules._scheduler import ParamScheduler
+from gradkit.schedules._range import ValueRange, value_range
+from gradkit.schedules._scheduler import ParamScheduler, ScheduledValueError
 
 __all__ = [
     "SCHEDULES",
@@ -52,8 +53,10 @@ __all__ = [
     "Schedule",
     "ScheduleSyntaxError",
     "ScheduledBatchSampler",
+    "ScheduledValueError",
     "Sequence",
     "StepDecay",
+    "ValueRange",
     "Warmup",
     "constant",
     "cosine",
@@ -67,5 +70,6 @@ __all__ = [
     "scale_learning_rate",
     "sgdr",
     "step_decay",
+    "value_range",
     "warmup",
 ]

@@ -11,8 +11,10 @@ that :func:`gradkit.schedules.parse` reads back (``str(s)``).
 
 from __future__ import annotations
 
+import heapq
 import math
 import numbers
+from collections.abc import Iterator
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
@@ -39,6 +41,19 @@ class Schedule:
     def cycle_ends(self, horizon: int) -> list[int]:
         """Steps (``< horizon``) that close a cycle: take a snapshot after these steps."""
         return []
+
+    def iter_cycle_ends(self, horizon: int) -> Iterator[int]:
+        """:meth:`cycle_ends`, one at a time in increasing order (for horizons too long to list)."""
+        return iter(self.cycle_ends(horizon))
+
+    def extreme_steps(self, stop: int) -> list[int] | None:
+        """A few steps in ``[0, stop)`` among which the schedule takes its least and its
+        greatest value over all of ``[0, stop)``; ``None`` where that is not known.
+
+        This is what makes the range of a schedule over ``10**11`` steps cheap to know
+        exactly (see :func:`gradkit.schedules.value_range`).
+        """
+        return None
 
     def __rshift__(self, other: Schedule) -> Schedule:
         """``a >> b``: run ``a`` for its length, then ``b`` from its own step 0."""
@@ -141,11 +156,31 @@ class Sequence(Schedule):
         return piece.value(local)
 
     def cycle_ends(self, horizon: int) -> list[int]:
-        ends = []
+        return list(self.iter_cycle_ends(horizon))
+
+    def iter_cycle_ends(self, horizon: int) -> Iterator[int]:
         for piece, start in zip(self.pieces, self.starts, strict=True):
+            if start >= horizon:
+                return
             stop = horizon - start if piece.length is None else min(horizon - start, piece.length)
-            ends += [start + end for end in piece.cycle_ends(stop)]
-        return ends
+            for end in piece.iter_cycle_ends(stop):
+                yield start + end
+
+    def extreme_steps(self, stop: int) -> list[int] | None:
+        steps: list[int] = []
+        last = len(self.pieces) - 1
+        for number, (piece, start) in enumerate(zip(self.pieces, self.starts, strict=True)):
+            if start >= stop:
+                break
+            local = stop - start
+            if number < last:
+                assert piece.length is not None
+                local = min(local, piece.length)
+            found = piece.extreme_steps(local)
+            if found is None:
+                return None
+            steps += [start + step for step in found]
+        return steps
 
     def __str__(self) -> str:
         return " >> ".join(
@@ -175,6 +210,13 @@ class Scaled(Schedule):
     def cycle_ends(self, horizon: int) -> list[int]:
         return self.schedule.cycle_ends(horizon)
 
+    def iter_cycle_ends(self, horizon: int) -> Iterator[int]:
+        return self.schedule.iter_cycle_ends(horizon)
+
+    def extreme_steps(self, stop: int) -> list[int] | None:
+        # A factor keeps or swaps the least and the greatest value, at the same steps.
+        return self.schedule.extreme_steps(stop)
+
     def __str__(self) -> str:
         inner = str(self.schedule)
         if isinstance(self.schedule, (Sequence, Scaled, Product)):
@@ -200,6 +242,18 @@ class Product(Schedule):
 
     def cycle_ends(self, horizon: int) -> list[int]:
         return sorted(set(self.first.cycle_ends(horizon)) | set(self.second.cycle_ends(horizon)))
+
+    def iter_cycle_ends(self, horizon: int) -> Iterator[int]:
+        previous = None
+        merged = heapq.merge(
+            self.first.iter_cycle_ends(horizon), self.second.iter_cycle_ends(horizon)
+        )
+        for end in merged:
+            if end != previous:
+                yield end
+            previous = end
+
+    # No extreme_steps: the product of two monotone pieces can peak anywhere between them.
 
     def __str__(self) -> str:
         def wrap(s: Schedule) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import math
 import numbers
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,23 @@ def _cosine(start: float, end: float, fraction: float) -> float:
     return end + (start - end) * (1.0 + math.cos(math.pi * fraction)) / 2.0
 
 
+def _ends(stop: int) -> list[int]:
+    """The extreme steps of a monotone schedule over ``[0, stop)``: the first and the last."""
+    return [0, stop - 1] if stop > 0 else []
+
+
+def _within(stop: int, steps: Iterable[int]) -> list[int]:
+    return sorted({step for step in steps if 0 <= step < stop})
+
+
+def _power(base: float, exponent: int) -> float:
+    """``base ** exponent`` as a float, ``inf`` where it overflows (a huge step count)."""
+    try:
+        return float(base**exponent)
+    except OverflowError:
+        return math.inf
+
+
 @dataclass(frozen=True)
 class Constant(Schedule):
     r"""A constant: :math:`v_k = c`. ``steps`` gives it a length (to use it inside ``>>``)."""
@@ -74,6 +92,9 @@ class Constant(Schedule):
 
     def value(self, step: int) -> float:
         return float(self.value_)
+
+    def extreme_steps(self, stop: int) -> list[int]:
+        return _ends(stop)  # monotone in the step
 
     def __str__(self) -> str:
         steps = "" if self.steps is None else f", steps={self.steps}"
@@ -104,6 +125,9 @@ class Linear(Schedule):
     def value(self, step: int) -> float:
         return self.start + (self.end - self.start) * min(step, self.steps) / self.steps
 
+    def extreme_steps(self, stop: int) -> list[int]:
+        return _ends(stop)  # monotone in the step
+
 
 @dataclass(frozen=True)
 class Warmup(Schedule):
@@ -132,6 +156,9 @@ class Warmup(Schedule):
             return 1.0
         return self.start + (1.0 - self.start) * (step + 1) / self.steps
 
+    def extreme_steps(self, stop: int) -> list[int]:
+        return _ends(stop)  # monotone in the step
+
 
 @dataclass(frozen=True)
 class Cosine(Schedule):
@@ -157,6 +184,9 @@ class Cosine(Schedule):
 
     def value(self, step: int) -> float:
         return _cosine(1.0, self.final, min(step, self.steps) / self.steps)
+
+    def extreme_steps(self, stop: int) -> list[int]:
+        return _ends(stop)  # monotone in the step
 
 
 @dataclass(frozen=True)
@@ -184,6 +214,9 @@ class Polynomial(Schedule):
         remaining = 1.0 - min(step, self.steps) / self.steps
         return self.final + (1.0 - self.final) * remaining**self.power
 
+    def extreme_steps(self, stop: int) -> list[int]:
+        return _ends(stop)  # monotone in the step
+
 
 @dataclass(frozen=True)
 class Exponential(Schedule):
@@ -204,7 +237,10 @@ class Exponential(Schedule):
     def value(self, step: int) -> float:
         if self.steps is not None:
             step = min(step, self.steps)
-        return float(self.gamma**step)
+        return _power(self.gamma, step)
+
+    def extreme_steps(self, stop: int) -> list[int]:
+        return _ends(stop)  # monotone in the step
 
 
 @dataclass(frozen=True)
@@ -228,7 +264,10 @@ class StepDecay(Schedule):
     def value(self, step: int) -> float:
         if self.steps is not None:
             step = min(step, self.steps)
-        return float(self.gamma ** (step // self.every))
+        return _power(self.gamma, step // self.every)
+
+    def extreme_steps(self, stop: int) -> list[int]:
+        return _ends(stop)  # monotone in the step
 
 
 @dataclass(frozen=True)
@@ -263,6 +302,9 @@ class MultiStep(Schedule):
 
     def value(self, step: int) -> float:
         return float(self.gamma ** bisect.bisect_right(self.milestones, step))
+
+    def extreme_steps(self, stop: int) -> list[int]:
+        return _ends(stop)  # monotone in the step
 
 
 @dataclass(frozen=True)
@@ -318,17 +360,43 @@ class SGDR(Schedule):
         if length is not None and step >= length:
             return float(self.final)
         index, since, period = self._cycle(step)
-        return _cosine(self.decay**index, self.final, since / period)
+        return _cosine(_power(self.decay, index), self.final, since / period)
 
     def cycle_ends(self, horizon: int) -> list[int]:
-        ends, start, index = [], 0, 0
+        return list(self.iter_cycle_ends(horizon))
+
+    def iter_cycle_ends(self, horizon: int) -> Iterator[int]:
+        start, index = 0, 0
         while self.cycles is None or index < self.cycles:
             end = start + self.period * self.mult**index - 1
             if end >= horizon:
-                break
-            ends.append(end)
+                return
+            yield end
             start, index = end + 1, index + 1
-        return ends
+
+    def extreme_steps(self, stop: int) -> list[int]:
+        # Inside a cycle the value moves monotonically from its peak towards ``final``, so
+        # each cycle's extremes are its first and its last step in range. With mult = 1
+        # every cycle has the same shape and the peaks d**i, and with them the last values,
+        # are monotone in i: the first two and the last two cycles hold the extremes. With
+        # mult >= 2 there are at most log2(stop) cycles: take them all.
+        length = self.length
+        limit = stop if length is None else min(stop, length)
+        steps = [length] if length is not None and length < stop else []
+        if limit <= 0:
+            return _within(stop, steps)
+        if self.mult == 1:
+            last = (limit - 1) // self.period
+            chosen = sorted({i for i in (0, 1, last - 1, last) if 0 <= i <= last})
+            cycles = [(self.period * i, self.period) for i in chosen]
+        else:
+            cycles, start, index = [], 0, 0
+            while start < limit:
+                cycles.append((start, self.period * self.mult**index))
+                start, index = start + cycles[-1][1], index + 1
+        for start, period in cycles:
+            steps += [start, min(start + period, limit) - 1]
+        return _within(stop, steps)
 
 
 _CYCLIC_MODES = ("triangular", "triangular2", "exp_range")
@@ -383,13 +451,28 @@ class Cyclic(Schedule):
         if self.mode == "triangular":
             scale = 1.0
         elif self.mode == "triangular2":
-            scale = 1 / (2.0 ** (cycle - 1))
+            scale = math.ldexp(1.0, 1 - cycle)  # 2 ** (1 - cycle), 0.0 once it underflows
         else:
             scale = self.gamma**step
         return self.low + (self.high - self.low) * factor * scale
 
     def cycle_ends(self, horizon: int) -> list[int]:
-        return list(range(self.cycle_length, horizon, self.cycle_length))
+        return list(self.iter_cycle_ends(horizon))
+
+    def iter_cycle_ends(self, horizon: int) -> Iterator[int]:
+        return iter(range(self.cycle_length, max(horizon, 0), self.cycle_length))
+
+    def extreme_steps(self, stop: int) -> list[int]:
+        # v = low + (high - low) g with g = factor * scale in [0, 1]: g = 0 at step 0, and its
+        # greatest value lies on the first rise (later cycles are scaled down, never up). On
+        # that rise g is k / up (triangular modes) or (k / up) gamma**k (exp_range), whose
+        # peak over real k is at -1 / ln(gamma).
+        peak = min(self.up, stop - 1)
+        steps = [0, peak]
+        if self.mode == "exp_range" and self.gamma < 1.0:
+            top = -1.0 / math.log(self.gamma)
+            steps += [min(math.floor(top), peak), min(math.ceil(top), peak)]
+        return _within(stop, steps)
 
 
 @dataclass(frozen=True)
@@ -462,6 +545,13 @@ class OneCycle(Schedule):
                 return (end - start) * fraction + start
             start_step = end_step
         raise AssertionError("unreachable")
+
+    def extreme_steps(self, stop: int) -> list[int]:
+        # Each phase is monotone, so its extremes are its first and last whole steps.
+        steps = [0, stop - 1, self.steps - 1]
+        for end_step, _, _ in self._phases():
+            steps += [math.floor(end_step), math.floor(end_step) + 1]
+        return _within(stop, steps)
 
 
 def constant(value: float = 1.0, steps: int | None = None) -> Constant:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -11,8 +13,49 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from gradkit.schedules._base import Schedule
 from gradkit.schedules._parse import parse
+from gradkit.schedules._range import value_range
 
 _KEY = re.compile(r"(?P<name>[A-Za-z_][A-Za-z_0-9]*)(?:\[(?P<index>\d+)\])?")
+
+
+class ScheduledValueError(ValueError):
+    """A schedule gives a param-group key a value outside its range (a negative lr, say)."""
+
+
+@dataclass(frozen=True)
+class _Allowed:
+    """The values a param-group key may take: finite, and within ``[low, high]``."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def admits(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        if math.isinf(self.low) and math.isinf(self.high):
+            return "a finite number"
+        if math.isinf(self.high):
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
+
+
+_ALLOWED = {
+    "lr": _Allowed(0.0),
+    "weight_decay": _Allowed(0.0),
+    "momentum": _Allowed(0.0, 1.0),
+    "dampening": _Allowed(0.0, 1.0),
+    "betas": _Allowed(0.0, 1.0, high_open=True),
+    "eps": _Allowed(0.0, low_open=True),
+}
+"""The range of the keys whose range is known; any other key must stay finite."""
 
 
 class ParamScheduler(LRScheduler):
@@ -26,6 +69,13 @@ class ParamScheduler(LRScheduler):
     where :math:`b` is the group's value when the scheduler was created. ``key`` is any
     param-group entry: ``"lr"``, ``"momentum"``, ``"weight_decay"``, or one element of a tuple
     such as ``"betas[0]"``. Several schedulers may drive different keys of one optimizer.
+
+    The values must stay in the key's range (``lr``, ``weight_decay`` >= 0; ``momentum``,
+    ``dampening`` in [0, 1]; ``betas[i]`` in [0, 1); ``eps`` > 0; any key finite), or a
+    :class:`ScheduledValueError` names the key, the step and the value. Each value is checked
+    as it is set; up front, the range over ``steps`` scheduler steps (or, without ``steps``,
+    over the schedule's length, after which it holds) is checked too, exactly where the
+    schedule knows its extremes (see :func:`gradkit.schedules.value_range`).
 
     The base values are stored in the param groups (``initial_lr`` as torch does, else
     ``initial_<key>``) and in :meth:`state_dict`. Since a schedule is a pure function of the
@@ -46,6 +96,7 @@ class ParamScheduler(LRScheduler):
         key: str = "lr",
         *,
         mode: Literal["relative", "absolute"] = "relative",
+        steps: int | None = None,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"ParamScheduler: expected a torch.optim.Optimizer, got {optimizer!r}")
@@ -75,6 +126,15 @@ class ParamScheduler(LRScheduler):
             current = self._read(group, number)
             group.setdefault(self._base_key, _copy(current))
         self.base_values = [group[self._base_key] for group in optimizer.param_groups]
+        self._allowed = _ALLOWED.get(self._name, _Allowed())
+        if steps is not None and (
+            isinstance(steps, bool) or not isinstance(steps, int) or steps < 0
+        ):
+            raise ValueError(f"ParamScheduler: invalid steps={steps!r}; expected an integer >= 0")
+        horizon = steps if steps is not None else schedule.length
+        if horizon is not None:
+            # The values after 0, 1, ..., horizon scheduler steps are all set at some point.
+            self._check_range(horizon + 1)
         super().__init__(optimizer)
 
     def _read(self, group: dict[str, Any], number: int) -> Any:
@@ -103,6 +163,22 @@ class ParamScheduler(LRScheduler):
         else:
             group[self._name] = value
 
+    def _check_range(self, stop: int) -> None:
+        """Every value over ``[0, stop)`` in range; at the extremes the schedule names."""
+        found = value_range(self.schedule, stop)
+        for number, base in enumerate(self.base_values):
+            scale = 1.0 if self.mode == "absolute" else float(base)
+            for step in (found.low_step, found.high_step):
+                self._check(scale * self.schedule(step), step, number)
+
+    def _check(self, value: float, step: int, number: int) -> None:
+        if not self._allowed.admits(value):
+            groups = "" if len(self.base_values) == 1 else f" (param group {number})"
+            raise ScheduledValueError(
+                f"ParamScheduler: the schedule {self.schedule} sets {self.key}={value:.10g} at "
+                f"step {step}{groups}; expected {self.key} {self._allowed}"
+            )
+
     def values_at(self, step: int) -> list[float]:
         """The value of ``key`` in each param group after ``step`` scheduler steps."""
         factor = self.schedule(step)
@@ -125,9 +201,10 @@ class ParamScheduler(LRScheduler):
         self._apply()
 
     def _apply(self) -> None:
-        for group, value in zip(
-            self.optimizer.param_groups, self.values_at(self.last_epoch), strict=True
-        ):
+        values = self.values_at(self.last_epoch)
+        for number, value in enumerate(values):
+            self._check(value, self.last_epoch, number)
+        for group, value in zip(self.optimizer.param_groups, values, strict=True):
             self._write(group, value)
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 

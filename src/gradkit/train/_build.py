@@ -15,7 +15,7 @@ from torch import nn
 
 from gradkit.models import get_model
 from gradkit.optim import SAM, get_optimizer, param_groups
-from gradkit.schedules import ParamScheduler, parse
+from gradkit.schedules import ParamScheduler, ScheduledValueError, parse
 from gradkit.train._config import Config, ConfigError
 from gradkit.train._metrics import check_tensorboard
 
@@ -73,8 +73,16 @@ def build_optimizer(config: Config, model: nn.Module) -> tuple[torch.optim.Optim
 
 
 def build_scheduler(config: Config, optimizer: torch.optim.Optimizer) -> ParamScheduler:
-    """The lr scheduler: ``schedule.lr`` times ``optim.lr``, one scheduler step per update."""
-    return ParamScheduler(optimizer, parse(config.schedule.lr), "lr")
+    """The lr scheduler: ``schedule.lr`` times ``optim.lr``, one scheduler step per update.
+
+    A schedule that makes the lr negative (or not finite) anywhere in the run's
+    ``train.steps`` is a :class:`ConfigError` here, before training starts.
+    """
+    try:
+        return ParamScheduler(optimizer, parse(config.schedule.lr), "lr", steps=config.train.steps)
+    except ScheduledValueError as error:
+        message = str(error).removeprefix("ParamScheduler: ")
+        raise ConfigError(f"config: schedule.lr: {message}") from None
 
 
 def new_run_dir(config: Config) -> Path:
