@@ -8,7 +8,10 @@ ratio for an exactly zero gradient as timm and NVIDIA's LARC compute it.
 
 from __future__ import annotations
 
+import copy
+import io
 import math
+import pickle
 import re
 from collections.abc import Callable
 from typing import Any
@@ -19,8 +22,17 @@ from torch import Tensor, nn
 
 from gradkit.optim import (
     LARS,
+    OPTIMIZERS,
     SAM,
+    SGD,
+    Adam,
+    ChainedOptimizer,
+    add_decayed_weights,
+    chain,
     param_groups,
+    scale_by_learning_rate,
+    scale_by_rms,
+    trace,
 )
 
 # Large enough that a few steps move the weights visibly, small enough that nothing diverges.
@@ -81,6 +93,211 @@ def assert_same_model(actual: nn.Module, expected: nn.Module) -> None:
         actual.named_parameters(), expected.named_parameters(), strict=True
     ):
         torch.testing.assert_close(a, b, **TOLERANCE, msg=lambda m, name=name: f"{name}: {m}")
+
+
+# --- copy.deepcopy and pickle ----------------------------------------------------------------
+
+
+def _user_chain(params: Any) -> ChainedOptimizer:
+    return ChainedOptimizer(
+        params,
+        chain(add_decayed_weights(), scale_by_rms(), trace(), scale_by_learning_rate()),
+        lr=0.01,
+        weight_decay=0.01,
+        momentum=0.9,
+    )
+
+
+FACTORIES: dict[str, Callable[[Any], torch.optim.Optimizer]] = {
+    **{
+        name: (lambda params, name=name: OPTIMIZERS[name].create(params, lr=LR[name]))
+        for name in OPTIMIZERS
+    },
+    "user-chain": _user_chain,
+    "sam-momentum": lambda params: SAM(SGD(params, lr=0.05, momentum=0.9), rho=0.05),
+    "asam-adam": lambda params: SAM(Adam(params, lr=0.05), rho=0.5, adaptive=True),
+}
+
+
+def _round_trip(value: Any, via: str) -> Any:
+    if via == "deepcopy":
+        return copy.deepcopy(value)
+    buffer = io.BytesIO()
+    pickle.dump(value, buffer)
+    buffer.seek(0)
+    return pickle.load(buffer)
+
+
+@pytest.mark.parametrize("via", ["deepcopy", "pickle"])
+@pytest.mark.parametrize("name", list(FACTORIES))
+def test_copied_optimizer_continues_in_lock_step(name, via):
+    model = make_model()
+    optimizer = FACTORIES[name](model.parameters())
+    train(model, optimizer, 3)
+    model_copy, optimizer_copy = _round_trip((model, optimizer), via)
+    copied_params = {id(p) for p in model_copy.parameters()}
+    assert all(id(p) in copied_params for g in optimizer_copy.param_groups for p in g["params"])
+    for _ in range(3):
+        train(model, optimizer, 1)
+        train(model_copy, optimizer_copy, 1)
+        assert_same_model(model_copy, model)
+    assert type(optimizer_copy) is type(optimizer)
+    assert optimizer_copy.defaults == optimizer.defaults
+
+
+def test_pickled_fused_optimizer_compiles_its_own_program():
+    model = make_model()
+    optimizer = Adam(model.parameters(), lr=0.05, fused=True)
+    train(model, optimizer, 2)  # the first step is eager, the second compiled
+    assert optimizer._fused.compilations == 1
+    model_copy, optimizer_copy = _round_trip((model, optimizer), "pickle")
+    assert optimizer_copy.fused and optimizer_copy._fused is not optimizer._fused
+    for _ in range(2):
+        train(model, optimizer, 1)
+        train(model_copy, optimizer_copy, 1)
+        assert_same_model(model_copy, model)
+
+
+def test_sam_copied_between_its_two_passes_finishes_the_step():
+    model = make_model()
+    optimizer = SAM(SGD(model.parameters(), lr=0.05, momentum=0.9), rho=0.05)
+    train(model, optimizer, 2)
+    optimizer.zero_grad()
+    loss_of(model).backward()
+    optimizer.first_step()
+    model_copy, optimizer_copy = copy.deepcopy((model, optimizer))
+    for m, opt in ((model, optimizer), (model_copy, optimizer_copy)):
+        opt.zero_grad()
+        loss_of(m).backward()
+        opt.step()
+    assert_same_model(model_copy, model)
+
+
+# --- SAM: step() without a closure, GradScaler ------------------------------------------------
+
+
+def _sam(model: nn.Module) -> SAM:
+    return SAM(SGD(model.parameters(), lr=0.05, momentum=0.9), rho=0.05)
+
+
+def test_sam_step_without_closure_after_first_step_is_second_step():
+    model, reference_model = make_model(), make_model()
+    optimizer, reference = _sam(model), _sam(reference_model)
+    for _ in range(3):
+        for m, opt in ((model, optimizer), (reference_model, reference)):
+            opt.zero_grad()
+            loss_of(m).backward()
+            opt.first_step()
+            opt.zero_grad()
+            loss_of(m).backward()
+        optimizer.step()  # what a trainer calls (Hugging Face's Trainer, accelerate)
+        reference.second_step()
+        for a, b in zip(model.parameters(), reference_model.parameters(), strict=True):
+            assert torch.equal(a, b)
+    # And the same as the closure form.
+    closure_model = make_model()
+    closure_sam = _sam(closure_model)
+    train(closure_model, closure_sam, 3)
+    for a, b in zip(model.parameters(), closure_model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_sam_step_without_closure_or_first_step_is_an_error():
+    optimizer = _sam(make_model())
+    message = (
+        "SAM.step needs a closure that zeroes the gradients, computes the loss and calls "
+        "backward, or a call of first_step (after the first backward) before step(); got neither"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        optimizer.step()
+
+
+@pytest.mark.parametrize("bad", [math.inf, math.nan])
+def test_sam_first_step_on_a_non_finite_gradient_does_not_perturb(bad):
+    model = make_model()
+    optimizer = _sam(model)
+    optimizer.zero_grad()
+    loss_of(model).backward()
+    model.weight.grad[0, 0] = bad
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer.first_step()
+    for p, b in zip(model.parameters(), before, strict=True):
+        assert torch.equal(p, b)
+    # The step finishes as an inner step from theta.
+    optimizer.zero_grad()
+    loss_of(model).backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    optimizer.step()
+    for p, b, g in zip(model.parameters(), before, grads, strict=True):
+        torch.testing.assert_close(p, b - 0.05 * g, **TOLERANCE)
+
+
+def _scaled_sam_step(
+    model: nn.Module,
+    optimizer: SAM,
+    scaler: torch.amp.GradScaler,
+    first: float | None = None,
+    second: float | None = None,
+    unscale: bool = False,
+) -> None:
+    """The AMP recipe of SAM's docstring; ``first``/``second`` corrupt one gradient entry."""
+    optimizer.zero_grad()
+    scaler.scale(loss_of(model)).backward()
+    if first is not None:
+        model.weight.grad[0, 0] = first
+    optimizer.first_step()
+    optimizer.zero_grad()
+    scaler.scale(loss_of(model)).backward()
+    if second is not None:
+        model.weight.grad[1, 2] = second
+    if unscale:
+        scaler.unscale_(optimizer)  # as before gradient clipping
+    scaler.step(optimizer)
+    scaler.update()
+
+
+@pytest.mark.parametrize("unscale", [False, True], ids=["plain", "unscale_"])
+def test_sam_under_grad_scaler_skips_non_finite_steps_and_restores_the_weights(unscale):
+    model, reference_model = make_model(), make_model()
+    optimizer, reference = _sam(model), _sam(reference_model)
+    # A power-of-two scale (halved on a skipped step) is exact; no growth within the test.
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=1000)
+
+    for _ in range(2):
+        _scaled_sam_step(model, optimizer, scaler, unscale=unscale)
+        train(reference_model, reference, 1)
+        assert_same_model(model, reference_model)
+    assert scaler.get_scale() == 2.0**10
+
+    corruptions = [(None, math.inf), (None, math.nan), (math.inf, math.inf)]
+    for first, second in corruptions:
+        before = [p.detach().clone() for p in model.parameters()]
+        buffers = [optimizer.state[p]["momentum_buffer"].clone() for p in model.parameters()]
+        scale = scaler.get_scale()
+        _scaled_sam_step(model, optimizer, scaler, first, second, unscale=unscale)
+        for p, b, buffer in zip(model.parameters(), before, buffers, strict=True):
+            assert torch.equal(p, b), "a skipped step must leave the weights at theta"
+            assert torch.equal(optimizer.state[p]["momentum_buffer"], buffer)
+        assert scaler.get_scale() == scale / 2
+
+    for _ in range(2):
+        _scaled_sam_step(model, optimizer, scaler, unscale=unscale)
+        train(reference_model, reference, 1)
+        assert_same_model(model, reference_model)
+
+
+def test_sam_closure_under_grad_scaler_is_an_error():
+    model = make_model()
+    optimizer = _sam(model)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    optimizer.zero_grad()
+    scaler.scale(loss_of(model)).backward()
+    message = (
+        "SAM.step: a closure cannot be used under GradScaler; call first_step after the first "
+        "scaled backward, then scaler.step(opt) after the second"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        scaler.step(optimizer, closure_for(model, optimizer))
 
 
 # --- timm's no_weight_decay() -----------------------------------------------------------------

@@ -240,5 +240,34 @@ class ChainedOptimizer(torch.optim.Optimizer):
         for (param_id, key), value in saved.items():
             self.state[by_id[param_id]][key] = value.to(dtype=scalar_dtype())
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What ``copy.deepcopy`` and ``pickle`` keep: torch.optim's three entries and the chain.
+
+        torch.optim keeps only ``defaults``, ``state`` and ``param_groups``; the chain is kept
+        too. The fused path's compiled program and caches are not: a copy compiles its own
+        (its first fused step compiles, or finds the program in inductor's on-disk cache).
+        """
+        return {
+            **super().__getstate__(),
+            "_transformation": self._transformation,
+            "_hypers": self._hypers,
+            "_hyper_keys": self._hyper_keys,
+            "_fused": self._fused is not None,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "_transformation" not in state:
+            # torch.optim's load_state_dict passes only the new state and param groups.
+            super().__setstate__(state)
+            return
+        state = dict(state)
+        fused = state.pop("_fused", False)
+        had_differentiable = "differentiable" in state["defaults"]
+        super().__setstate__(state)
+        if not had_differentiable:
+            # torch.optim adds this key for its own optimizers; no gradkit chain reads it.
+            self.defaults.pop("differentiable", None)
+        self._fused = FusedStep(self._transformation) if fused else None
+
     def __repr__(self) -> str:
         return super().__repr__() + f"\n[{self._transformation!r}]"
