@@ -300,6 +300,43 @@ def test_sam_closure_under_grad_scaler_is_an_error():
         scaler.step(optimizer, closure_for(model, optimizer))
 
 
+# --- torch.compile(optimizer.step) -----------------------------------------------------------
+
+
+def _compiled_run(fused: bool, compiled: bool, calls: list[int]) -> Tensor:
+    torch.manual_seed(0)
+    param = nn.Parameter(torch.randn(4, 3, dtype=torch.float64))
+    optimizer = Adam([param], lr=0.1, fused=fused)
+
+    def backend(gm: torch.fx.GraphModule, example_inputs: list[Tensor]) -> Callable[..., Any]:
+        calls.append(1)
+        return gm.forward
+
+    step = torch.compile(optimizer.step, backend=backend) if compiled else optimizer.step
+    pattern = torch.arange(12.0, dtype=torch.float64).reshape(4, 3) - 5.0
+    for index in range(5):
+        param.grad = pattern * (index + 1) / 10
+        step()
+    if fused:
+        assert optimizer._fused.compilations + optimizer._fused.direct_steps >= 1
+    return param.detach().clone()
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["eager", "fused"])
+def test_compiled_optimizer_step_matches_the_uncompiled_one(fused):
+    torch.compiler.reset()
+    calls: list[int] = []
+    try:
+        compiled = _compiled_run(fused, True, calls)
+    finally:
+        torch.compiler.reset()
+    uncompiled = _compiled_run(fused, False, [])
+    torch.testing.assert_close(compiled, uncompiled, rtol=1e-12, atol=0.0)
+    if not fused:
+        # The first step (state created) and the steady state: no graph per step count.
+        assert 1 <= len(calls) <= 2, f"{len(calls)} graphs for 5 steps"
+
+
 # --- timm's no_weight_decay() -----------------------------------------------------------------
 
 

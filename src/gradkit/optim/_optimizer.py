@@ -187,18 +187,35 @@ class ChainedOptimizer(torch.optim.Optimizer):
         # Cross-group settings may have been edited since construction; check before any
         # state changes, so that a failed step leaves no trace.
         self._transformation.validate_groups(self.param_groups, type(self).__name__)
-        fused = self._fused
-        if fused is not None and fused.plan is not None:
+        if self._fused is not None:
+            self._fused_step(self._fused)
+            return loss
+        buckets, _ = self._buckets()
+        self._eager_step(buckets)
+        return loss
+
+    # The fused step compiles and runs its own program, and keeps Python-side caches that a
+    # caller's torch.compile(opt.step) cannot trace (dynamo failed inside it with "Guard failed
+    # on the same frame it was created"): it always runs as Python, whoever calls it.
+    @torch.compiler.disable
+    def _fused_step(self, fused: FusedStep) -> None:
+        if fused.plan is not None:
             if fused.plan.reuse(self.param_groups, self.state):
                 fused.step(fused.plan, self._hyper_keys)
-                return loss
+                return
             fused.plan = None
         buckets, fresh = self._buckets()
         if not buckets:
-            return loss
-        if fused is not None and not fresh:
+            return
+        if not fresh:
             fused.step(fused.plan_for(self.param_groups, self.state, buckets), self._hyper_keys)
-            return loss
+            return
+        self._eager_step(buckets)
+
+    def _eager_step(self, buckets: list[Bucket]) -> None:
+        """The eager multi-tensor step (also the fused path's first step of new state)."""
+        if not buckets:
+            return
         for bucket in buckets:
             # The update starts as a copy of the gradient so that p.grad is never modified.
             if bucket.group["maximize"]:
@@ -207,11 +224,16 @@ class ChainedOptimizer(torch.optim.Optimizer):
                 bucket.updates = [grad.clone() for grad in bucket.updates]
             step_counters = [state["step"] for state in bucket.states]
             torch._foreach_add_(step_counters, 1)
-            bucket.steps = [float(counter) for counter in step_counters]
+            if torch.compiler.is_compiling():
+                # Traced by the caller's torch.compile: float() of a counter would break the
+                # graph and bake each count in. Keep the counts tensors, in float64 like Python
+                # floats' arithmetic (torch.optim's _get_value keeps them tensors there too).
+                bucket.steps = [counter.to(torch.float64) for counter in step_counters]
+            else:
+                bucket.steps = [float(counter) for counter in step_counters]
         self._transformation.update(buckets)
         for bucket in buckets:
             torch._foreach_add_(bucket.params, bucket.updates)
-        return loss
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load state saved by :meth:`state_dict`; 0-d counters keep their exact values.
