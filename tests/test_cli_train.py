@@ -206,6 +206,23 @@ def test_no_space_left_is_one_line(
     )
 
 
+def test_a_scheduled_value_out_of_range_mid_run_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only a sampled up-front check (a product of schedules over > 65,536 steps) lets a bad
+    # value through to the step that sets it; the CLI must still end in one line, exit 2.
+    from gradkit.schedules import ScheduledValueError
+
+    message = "ParamScheduler: the schedule x sets lr=-0.5 at step 70000; expected lr >= 0"
+
+    def fake_train(config: Config, **options: Any) -> Any:
+        raise ScheduledValueError(message)
+
+    monkeypatch.setattr(train_verb, "train", fake_train)
+    assert train_verb.main(_tiny(tmp_path)) == 2
+    assert _one_line(capsys.readouterr().err) == f"gradkit train: {message}"
+
+
 def test_the_summary_says_what_best_was_selected_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

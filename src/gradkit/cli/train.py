@@ -10,6 +10,7 @@ import typing
 from collections.abc import Sequence
 from pathlib import Path
 
+from gradkit.schedules import ScheduledValueError
 from gradkit.train import (
     CheckpointError,
     Config,
@@ -108,9 +109,9 @@ def _train_command(args: argparse.Namespace) -> int:
                 raise ConfigError(f"config: --resume {args.resume}: no config.toml there")
         config = load_config(path, items)
         result = train(config, run_dir=run_dir, resume=args.resume is not None)
-    except (ConfigError, CheckpointError, NonFiniteLossError) as error:
+    except (ConfigError, CheckpointError, NonFiniteLossError, ScheduledValueError) as error:
         print(f"gradkit train: {error}", file=sys.stderr)
-        return 2 if isinstance(error, ConfigError) else 1
+        return 2 if isinstance(error, (ConfigError, ScheduledValueError)) else 1
     except TrainingInterrupted as stopped:
         if stopped.rank == 0:
             print(
