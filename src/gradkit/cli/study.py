@@ -15,8 +15,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gradkit.studies import SpecError, expand, load_spec, run_study, write_index, write_report
-from gradkit.studies._lock import StudyLockedError
+from gradkit.studies import (
+    SpecError,
+    StudyLockedError,
+    expand,
+    load_spec,
+    run_study,
+    write_index,
+    write_report,
+)
 
 __all__ = ["main", "register"]
 

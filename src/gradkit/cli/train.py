@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gradkit.schedules import ScheduledValueError
 from gradkit.train import (
+    CHANGEABLE_ON_RESUME,
     CheckpointError,
     Config,
     ConfigError,
@@ -21,7 +22,6 @@ from gradkit.train import (
     load_config,
     train,
 )
-from gradkit.train._resume import CHANGEABLE_ON_RESUME
 
 __all__ = ["main", "register"]
 

@@ -19,6 +19,7 @@ from gradkit.studies._analysis import Analysis, Cell, analyze
 from gradkit.studies._expand import RunPlan, expand, format_point
 from gradkit.studies._index import write_index
 from gradkit.studies._interpolation import Interpolation, interpolation_curve
+from gradkit.studies._lock import LOCK_NAME, StudyLock, StudyLockedError
 from gradkit.studies._measures import MEASURES, Measure
 from gradkit.studies._report import format_estimate, write_report
 from gradkit.studies._runner import SPEC_NAME, STORE_NAME, StudyOutcome, run_plan, run_study
@@ -44,6 +45,7 @@ from gradkit.studies._store import InterpolationRecord, RunRecord, Store
 
 __all__ = [
     "INCONCLUSIVE",
+    "LOCK_NAME",
     "MEASURES",
     "NOT_REPRODUCED",
     "REPRODUCED",
@@ -61,6 +63,8 @@ __all__ = [
     "RunRecord",
     "SpecError",
     "Store",
+    "StudyLock",
+    "StudyLockedError",
     "StudyOutcome",
     "StudySpec",
     "Verdict",

@@ -40,9 +40,11 @@ from gradkit.train._evaluate import evaluate
 from gradkit.train._loop import NonFiniteLossError, RunResult, Trainer, train
 from gradkit.train._metrics import EVAL_FIELDS, STEP_FIELDS, read_jsonl
 from gradkit.train._report import TrainingInterrupted
+from gradkit.train._resume import CHANGEABLE_ON_RESUME
 from gradkit.train._run_dir import RunDirError
 
 __all__ = [
+    "CHANGEABLE_ON_RESUME",
     "EVAL_FIELDS",
     "HOOKS",
     "STEP_FIELDS",
