@@ -75,3 +75,30 @@ def test_a_failing_process_ends_the_job(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "rank 1 failed on purpose at step 3" in done.stderr
     assert time.monotonic() - started < 60
+
+
+def test_cli_under_torchrun_prints_the_summary_once(tmp_path: Path) -> None:
+    """``torchrun -m gradkit train``, as the README shows it: rank 0 alone prints the summary."""
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "gradkit",
+        "train",
+        "train.steps=4",
+        "train.eval_every=4",
+        "train.threads=1",
+        "log.progress=off",
+        "model.name=mlp",
+        "model.options.width=16",
+        "--run-dir",
+        str(tmp_path / "run"),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("test       accuracy") == 1, done.stdout
+    assert done.stdout.count(str(tmp_path / "run")) == 1, done.stdout
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["world_size"] == 2
