@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -140,9 +139,11 @@ def test_workers_die_with_a_killed_runner_and_a_rerun_finishes_every_run_once(
     workers: set[int] = set()
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and runner.poll() is None and len(workers) < 2:
+        while time.monotonic() < deadline and runner.poll() is None:
             time.sleep(0.02)
-            workers = _running_workers(out / STORE_NAME) & _children(runner.pid)
+            workers = {p for p in _children(runner.pid) if "spawn_main" in _command(p)}
+            if len(workers) == 2 and _training(out / "runs") >= 2:
+                break
         assert len(workers) == 2, "never saw both workers training"
         lock = str((out / LOCK_NAME).resolve())
         assert lock in _open_files(runner.pid)  # the runner holds the study's lock ...
@@ -175,19 +176,20 @@ def test_workers_die_with_a_killed_runner_and_a_rerun_finishes_every_run_once(
             assert store.curve(run.run_id, "eval", "test_accuracy")[-1][0] == 300
 
 
-def _running_workers(path: Path) -> set[int]:
-    """The worker PIDs of the runs the store says are running (read-only: no write lock)."""
+def _command(pid: int) -> str:
+    """The command line of process ``pid`` (from /proc; empty once it has ended)."""
     try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    except sqlite3.OperationalError:  # the runner has not made the store yet
-        return set()
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _training(run_root: Path) -> int:
+    """How many attempts train now: each has its folder ``<run_id>.<random>`` under run_root."""
     try:
-        rows = connection.execute("SELECT worker FROM runs WHERE status = 'running'").fetchall()
-    except sqlite3.OperationalError:  # nor its tables
-        return set()
-    finally:
-        connection.close()
-    return {worker for (worker,) in rows}
+        return sum(1 for entry in run_root.iterdir() if "." in entry.name)
+    except OSError:
+        return 0
 
 
 def test_a_run_trains_in_a_folder_of_its_own(
@@ -225,9 +227,9 @@ def test_a_run_trains_in_a_folder_of_its_own(
 def test_a_run_whose_metrics_files_come_back_empty_is_failed_not_done(
     write_spec: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gradkit.studies import _runner
+    from gradkit.studies import _worker
 
-    monkeypatch.setattr(_runner, "read_curves", lambda run_dir: [])
+    monkeypatch.setattr(_worker, "read_curves", lambda run_dir: [])
     plan = expand(load_spec(write_spec()))[0]
     store_path = str(tmp_path / STORE_NAME)
 

@@ -1,10 +1,11 @@
 """Executors: where the runs of a study train, apart from the driver that records them.
 
-The driver (:func:`gradkit.studies.run_study`) decides what to run and owns the store's
-bookkeeping; an executor only calls ``function(plan, *arguments)`` for each plan somewhere and
+The driver (:func:`gradkit.studies.run_study`) decides what to run and is the only writer of
+the store; an executor only calls ``function(plan, *arguments)`` for each plan somewhere and
 hands each result back to ``record`` in the driver's process, in the order they finish.
 :func:`run_in_processes` is the local one: a pool of spawned processes on this machine, which
-die with their driver (:mod:`gradkit.studies._lifeline`).
+die with their driver (:mod:`gradkit.studies._lifeline`); :mod:`gradkit.studies._dask` runs
+the same function on a Dask cluster.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def run_in_processes(
     threads: int,
     record: Callable[..., None],
 ) -> None:
-    """``record(*function(plan, *arguments))`` for every plan, ``function`` running in up to
+    """``record(function(plan, *arguments))`` for every plan, ``function`` running in up to
     ``workers`` processes of ``threads`` intra-op threads each.
 
     The pool is created and fed from the calling thread, which outlives it: on Linux the
@@ -49,7 +50,7 @@ def run_in_processes(
             futures = [pool.submit(function, plan, *arguments) for plan in plans]
             try:
                 for future in concurrent.futures.as_completed(futures):
-                    record(*future.result())
+                    record(future.result())
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise

@@ -1,44 +1,41 @@
-"""Run a study: expand it, skip what the store holds, run the rest in worker processes.
+"""Run a study: expand it, skip what the store holds, run the rest on an executor.
 
 The output directory holds ``study.toml`` (the spec as run), ``study.db`` (the store),
-``runner.lock`` and, while a run trains, its attempt's own folder ``runs/<run_id>.<random>/``
-(removed when the run is recorded; with ``keep_runs`` it becomes ``runs/<run_id>/``). A folder
-private to each attempt means that two processes training the same run never delete each
-other's files.
+``runner.lock`` and, while a run trains on the local executor, its attempt's own folder
+``runs/<run_id>.<random>/`` (removed when the run is recorded; with ``keep_runs`` it becomes
+``runs/<run_id>/``). A folder private to each attempt means that two processes training the
+same run never delete each other's files.
+
+This module is the driver, and the store's only writer: it marks the runs it hands out as
+``running``, and writes each record an executor hands back (:class:`RunOutcome`, made by
+:func:`gradkit.studies._worker.train_plan` wherever the run trained). The executors are this
+process (``workers=1``), a local pool of ``workers`` processes (:mod:`gradkit.studies._executor`)
+or a Dask cluster (``scheduler=``, :mod:`gradkit.studies._dask`). A run is recorded ``done``
+only with its curves (:meth:`Store.finish` refuses a run without any); one whose metrics files
+came back empty is recorded ``failed``.
 
 One study has one runner at a time: :func:`run_study` holds the lock of the output directory
 (:class:`gradkit.studies._lock.StudyLock`) from start to end, and a second runner raises
-:class:`StudyLockedError` at once. Its worker processes die with it
+:class:`StudyLockedError` at once. Local worker processes die with it
 (:mod:`gradkit.studies._lifeline`), so a runner started after a crash is alone with the study.
-A run is recorded ``done`` only with its curves (:meth:`Store.finish` refuses a run without
-any); one whose metrics files came back empty is recorded ``failed``.
 
 Resuming is running again: finished runs are skipped (failed ones too, unless
 ``retry_failed``); a run that was interrupted (its row still says ``running``) starts over, and
 so does a finished run whose weights an interpolation needs but the store lacks. Once the runs
 are done, the interpolations the store lacks are computed in this process
-(:mod:`gradkit.studies._interpolation`).
-Each worker is a separate process pinned to ``threads // workers`` intra-op threads; where the
-workers live is the executor's business (:mod:`gradkit.studies._executor`), this module is the
-driver. A failing run is recorded with its error and the others go on.
+(:mod:`gradkit.studies._interpolation`). A failing run is recorded with its error and the
+others go on.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
-import math
 import os
-import shutil
-import tempfile
 import time
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from gradkit._io import atomic_output
 from gradkit.studies._executor import run_in_processes
@@ -46,12 +43,14 @@ from gradkit.studies._expand import RunPlan, expand
 from gradkit.studies._lock import StudyLock, StudyLockedError
 from gradkit.studies._spec import StudySpec, load_spec
 from gradkit.studies._store import Store
+from gradkit.studies._worker import RunOutcome, failed_outcome, train_plan
 
 __all__ = [
     "SPEC_NAME",
     "STORE_NAME",
     "StudyLockedError",
     "StudyOutcome",
+    "record_outcome",
     "run_plan",
     "run_study",
 ]
@@ -60,7 +59,6 @@ STORE_NAME = "study.db"
 """The store's file name in a study's output directory."""
 SPEC_NAME = "study.toml"
 """The copy of the spec in a study's output directory (what ``gradkit study report`` reads)."""
-_CURVE_POINTS = 400  # the training-loss curve is stored as at most this many window means
 
 
 @dataclass(frozen=True)
@@ -97,26 +95,50 @@ def run_study(
     retry_failed: bool = False,
     keep_runs: bool = False,
     progress: bool = True,
+    scheduler: Any = None,
+    connect_timeout: float = 10.0,
 ) -> StudyOutcome:
     """Run every run of ``spec`` that ``out_dir``'s store does not hold yet.
 
     Args:
         spec: a study file or a parsed :class:`StudySpec` (a file is copied to
             ``out_dir/study.toml``; a parsed spec must have been read from a file).
-        workers: processes training in parallel (1: in this process).
-        threads: intra-op threads in all (default: the CPU count), shared by the workers.
+        workers: local processes training in parallel (1: in this process).
+        threads: intra-op threads; locally in all (default: the CPU count), shared by the
+            workers; on a Dask cluster per run (default 1).
         retry_failed: run again the runs (and interpolations) that failed before.
-        keep_runs: keep each run's directory (config, metrics files, final checkpoint).
+        keep_runs: keep each run's directory (config, metrics files, final checkpoint);
+            local executors only.
         progress: show one progress bar for the study (on stderr).
+        scheduler: train on a Dask cluster instead (:mod:`gradkit.studies._dask`): its address
+            (``tcp://host:8786``), a ``distributed.Client`` or a cluster object such as
+            ``dask_jobqueue.SLURMCluster``. ``workers`` is then ignored.
+        connect_timeout: seconds to wait for the scheduler to answer.
 
     Raises:
         StudyLockedError: another runner holds ``out_dir`` (nothing is written then).
+        SchedulerError: the scheduler does not answer or its workers cannot run gradkit
+            (nothing is written then), or it was lost midway (what finished is stored).
+        ValueError: invalid ``workers`` or ``threads``, or ``keep_runs`` with a scheduler.
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"run_study: invalid workers={workers!r}; expected an integer >= 1")
+    for name, value in (("workers", workers), ("threads", threads)):
+        valid = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        if value is not None and not valid:
+            raise ValueError(f"run_study: invalid {name}={value!r}; expected an integer >= 1")
+    if scheduler is not None and keep_runs:
+        raise ValueError(
+            "run_study: keep_runs=True needs a local executor (on a Dask cluster each run "
+            "trains in its worker's temporary directory); drop keep_runs or the scheduler"
+        )
     started = time.perf_counter()
     parsed = spec if isinstance(spec, StudySpec) else load_spec(spec)
-    with StudyLock(out_dir):
+    with contextlib.ExitStack() as stack:
+        client = None
+        if scheduler is not None:
+            from gradkit.studies._dask import connect
+
+            client = stack.enter_context(connect(scheduler, connect_timeout))
+        stack.enter_context(StudyLock(out_dir))
         return _run_locked(
             parsed,
             Path(out_dir),
@@ -126,6 +148,7 @@ def run_study(
             retry_failed=retry_failed,
             keep_runs=keep_runs,
             progress=progress,
+            client=client,
         )
 
 
@@ -139,6 +162,7 @@ def _run_locked(
     retry_failed: bool,
     keep_runs: bool,
     progress: bool,
+    client: Any,
 ) -> StudyOutcome:
     """:func:`run_study` once the study's lock is held: the driver (store, plans, report)."""
     source = Path(parsed.source)
@@ -146,47 +170,30 @@ def _run_locked(
         with atomic_output(out / SPEC_NAME) as temporary:
             temporary.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
     plans = expand(parsed)
-    threads = threads or os.cpu_count() or 1
-    per_worker = max(1, threads // workers)
-    with Store(out / STORE_NAME) as store:
-        statuses, with_weights = store.statuses(), store.with_weights()
-    skip = {"done"} if retry_failed else {"done", "failed"}
-    todo = [
-        plan
-        for plan in plans
-        if statuses.get(plan.run_id) not in skip
-        or (
-            plan.keep_weights
-            and statuses[plan.run_id] == "done"
-            and plan.run_id not in with_weights
-        )
-    ]
     ran: list[str] = []
     failed: dict[str, str] = {}
-    bar = _progress_bar(len(plans), len(plans) - len(todo), parsed.name, progress)
-    arguments = (str(out / STORE_NAME), parsed.name, str(out / "runs"), per_worker, keep_runs)
+    with Store(out / STORE_NAME) as store:
+        todo = _todo(plans, store, retry_failed)
+        for plan in todo:  # handed out: a run still 'running' after a crash is run again
+            store.start(plan, parsed.name)
+        bar = _progress_bar(len(plans), len(plans) - len(todo), parsed.name, progress)
 
-    def record(run_id: str, error: str | None) -> None:
-        ran.append(run_id)
-        if error is not None:
-            failed[run_id] = error
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(failed=len(failed), refresh=False)
+        def record(outcome: RunOutcome) -> None:
+            error = record_outcome(store, outcome)
+            ran.append(outcome.run_id)
+            if error is not None:
+                failed[outcome.run_id] = error
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(failed=len(failed), refresh=False)
 
-    try:
-        if workers == 1 or len(todo) <= 1:
-            for plan in todo:
-                record(*run_plan(plan, *arguments))
-        else:
-            run_in_processes(
-                run_plan, todo, arguments, workers=workers, threads=per_worker, record=record
-            )
-    finally:
-        if bar is not None:
-            bar.close()
-        with contextlib.suppress(OSError):
-            (out / "runs").rmdir()  # only when empty: kept runs and crashed ones stay
+        try:
+            _execute(todo, out / "runs", parsed.name, record, client, workers, threads, keep_runs)
+        finally:
+            if bar is not None:
+                bar.close()
+            with contextlib.suppress(OSError):
+                (out / "runs").rmdir()  # only when empty: kept runs and crashed ones stay
     from gradkit.studies._interpolation import compute_interpolations
 
     interpolated, interpolation_failed = compute_interpolations(
@@ -204,6 +211,85 @@ def _run_locked(
     )
 
 
+def _todo(plans: Sequence[RunPlan], store: Store, retry_failed: bool) -> list[RunPlan]:
+    """The plans to run: not finished (nor failed, unless ``retry_failed``), or finished
+    without the weights an interpolation needs."""
+    statuses, with_weights = store.statuses(), store.with_weights()
+    skip = {"done"} if retry_failed else {"done", "failed"}
+    return [
+        plan
+        for plan in plans
+        if statuses.get(plan.run_id) not in skip
+        or (
+            plan.keep_weights
+            and statuses[plan.run_id] == "done"
+            and plan.run_id not in with_weights
+        )
+    ]
+
+
+def _execute(
+    todo: Sequence[RunPlan],
+    run_root: Path,
+    study: str,
+    record: Any,
+    client: Any,
+    workers: int,
+    threads: int | None,
+    keep_runs: bool,
+) -> None:
+    """Train ``todo`` on the chosen executor, calling ``record`` with each outcome."""
+    if client is not None:
+        from gradkit.studies._dask import run_on_dask
+
+        run_on_dask(
+            client,
+            train_plan,
+            todo,
+            (None, threads or 1, False),
+            study=study,
+            record=record,
+            lost=lambda plan, error: failed_outcome(plan.run_id, error),
+        )
+        return
+    per_worker = max(1, (threads or os.cpu_count() or 1) // workers)
+    arguments = (str(run_root), per_worker, keep_runs)
+    if workers == 1 or len(todo) <= 1:
+        for plan in todo:
+            record(train_plan(plan, *arguments))
+    else:
+        run_in_processes(
+            train_plan, todo, arguments, workers=workers, threads=per_worker, record=record
+        )
+
+
+def record_outcome(store: Store, outcome: RunOutcome) -> str | None:
+    """Write one run's outcome to ``store``; returns its error (``None`` when it is done).
+
+    A run that trained but has no curves is recorded failed (:meth:`Store.finish` refuses it).
+    """
+    if outcome.error is None:
+        try:
+            store.finish(
+                outcome.run_id,
+                metrics=outcome.metrics,
+                seconds=outcome.seconds,
+                steps=outcome.steps,
+                curves=outcome.curves,
+                profiles=outcome.profiles,
+                weights=outcome.weights,
+                worker=outcome.worker or None,
+            )
+            return None
+        except ValueError as error:
+            outcome = failed_outcome(outcome.run_id, error, outcome.seconds)
+    assert outcome.error is not None
+    store.fail(
+        outcome.run_id, outcome.details, seconds=outcome.seconds, worker=outcome.worker or None
+    )
+    return outcome.error
+
+
 def _progress_bar(total: int, initial: int, name: str, enabled: bool) -> Any:
     if not enabled:
         return None
@@ -215,140 +301,16 @@ def _progress_bar(total: int, initial: int, name: str, enabled: bool) -> Any:
 def run_plan(
     plan: RunPlan, store_path: str, study: str, run_root: str, threads: int, keep_run: bool
 ) -> tuple[str, str | None]:
-    """Train one run and record it; returns ``(run_id, error or None)``.
+    """Train one run in this process and record it; returns ``(run_id, error or None)``.
 
     An exception is recorded as the run's failure and returned, never raised; an interrupt
     (``KeyboardInterrupt``) leaves the run unfinished, so the next call runs it again. The run
     trains in a folder of its own under ``run_root`` (``<run_id>.<random>``), which no other
     attempt of it uses; ``keep_run`` keeps it as ``run_root/<run_id>``.
     """
-    from gradkit.train import config_from_dict, train
-
-    torch.set_num_threads(threads)
-    run_dir: Path | None = None
     with Store(store_path) as store:
         store.start(plan, study)
-        started = time.perf_counter()
-        try:
-            config = config_from_dict(plan.config).updated(
-                {
-                    "log.root": run_root,
-                    "log.name": plan.run_id,
-                    "log.progress": "off",
-                    "log.tensorboard": "off",
-                    "train.threads": threads,
-                    "checkpoint.every": 0,
-                    "checkpoint.best": False,
-                }
-            )
-            run_dir = _attempt_folder(Path(run_root), plan.run_id)
-            measures = _measure_callbacks(plan, config)
-            weights = FinalWeights() if plan.keep_weights else None
-            callbacks = [*measures, *([weights] if weights is not None else [])]
-            result = train(config, callbacks=callbacks, run_dir=run_dir)
-            metrics, profiles = dict(result.metrics), {}
-            for callback in measures:
-                metrics.update(callback.finish())
-                profiles.update(callback.profiles)
-            store.finish(
-                plan.run_id,
-                metrics=metrics,
-                seconds=result.seconds,
-                steps=result.steps,
-                curves=read_curves(run_dir),
-                profiles=profiles,
-                weights=None if weights is None else weights.data,
-            )
-        except Exception as error:
-            text = f"{type(error).__name__}: {error}"
-            tail = "".join(traceback.format_exception(error)[-3:])
-            store.fail(plan.run_id, f"{text}\n{tail}", seconds=time.perf_counter() - started)
-            return plan.run_id, text
-        finally:
-            if run_dir is not None:
-                _settle(run_dir, Path(run_root) / plan.run_id if keep_run else None)
-    return plan.run_id, None
-
-
-def _attempt_folder(run_root: Path, run_id: str) -> Path:
-    """A new folder ``run_root/<run_id>.<random>`` for one attempt of a run, no one else's."""
-    run_root.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix=f"{run_id}.", dir=run_root))
-    # mkdtemp makes the folder private (0700); give it the mode a plain mkdir() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-    return folder
-
-
-def _settle(attempt: Path, kept: Path | None) -> None:
-    """Remove an attempt's folder, or make it ``kept`` (replacing an earlier attempt's)."""
-    if kept is None:
-        shutil.rmtree(attempt, ignore_errors=True)
-        return
-    shutil.rmtree(kept, ignore_errors=True)
-    with contextlib.suppress(OSError):  # the run is recorded; a folder not kept must not undo it
-        os.replace(attempt, kept)
-
-
-class FinalWeights:
-    """A training callback that keeps the final ``state_dict`` as ``torch.save`` bytes."""
-
-    def __init__(self) -> None:
-        self.data: bytes | None = None
-
-    def on_train_end(self, ctx: Any) -> None:
-        """Serialise the model as it ended (on CPU, so any machine can load it)."""
-        state = {k: v.detach().cpu() for k, v in ctx.model.state_dict().items()}
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        self.data = buffer.getvalue()
-
-
-def _measure_callbacks(plan: RunPlan, config: Any) -> list[Any]:
-    if not plan.measures:
-        return []
-    from gradkit.data import load_dataset
-    from gradkit.studies._measures import MeasureCallback
-
-    splits = load_dataset(config.data.name, root=config.data.root, **config.data.options)
-    inputs, labels = splits.train.tensors[:2]
-    return [MeasureCallback(tuple(plan.measures), inputs, labels)]
-
-
-def read_curves(run_dir: Path) -> list[tuple[str, int, str, float | None]]:
-    """The ``(kind, step, name, value)`` rows of a run directory's metrics files.
-
-    Every evaluation is kept; the training loss (and lr, batch size) is kept as the means of at
-    most ``_CURVE_POINTS`` windows of consecutive steps, labelled by each window's last step.
-    """
-    from gradkit.train import read_jsonl
-
-    rows: list[tuple[str, int, str, float | None]] = []
-    evals = run_dir / "evals.jsonl"
-    for record in read_jsonl(evals) if evals.exists() else []:
-        for name, value in record.items():
-            if name != "step" and isinstance(value, (int, float, str)):
-                rows.append(("eval", int(record["step"]), name, _float(value)))
-    steps_path = run_dir / "steps.jsonl"
-    steps = read_jsonl(steps_path) if steps_path.exists() else []
-    window = max(1, math.ceil(len(steps) / _CURVE_POINTS))
-    for start in range(0, len(steps), window):
-        chunk = steps[start : start + window]
-        for name in ("loss", "lr", "batch_size", "time"):
-            values = [_float(r.get(name)) for r in chunk if r.get(name) is not None]
-            values = [v for v in values if v is not None]
-            if values:
-                value = values[-1] if name == "time" else sum(values) / len(values)
-                rows.append(("step", int(chunk[-1]["step"]), name, value))
-    return rows
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
+        return plan.run_id, record_outcome(store, train_plan(plan, run_root, threads, keep_run))
 
 
 def pending(spec: StudySpec, out_dir: str | os.PathLike[str]) -> Sequence[RunPlan]:

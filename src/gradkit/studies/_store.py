@@ -1,6 +1,8 @@
 """The study store: one SQLite file, one row per run, its curves, profiles and final weights.
 
-Several worker processes write to one store at once. Each connection uses write-ahead logging
+The study's driver writes it (:mod:`gradkit.studies._runner`) while ``gradkit study report``
+may read it; several processes may also write to one store at once (a driver, and a user's own
+script through this class). Each connection uses write-ahead logging
 (readers never block the writer), waits up to ``timeout`` seconds for the write lock instead of
 failing, and makes each write one ``BEGIN IMMEDIATE`` transaction: a run's result and its
 curves land together or not at all, so a crash leaves a run either finished or unfinished,
@@ -59,7 +61,7 @@ CREATE TABLE IF NOT EXISTS runs (
     finished REAL,
     seconds REAL,
     steps INTEGER,
-    worker INTEGER
+    worker TEXT
 );
 CREATE TABLE IF NOT EXISTS curves (
     run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
@@ -201,8 +203,9 @@ class Store:
 
     # ---------------------------------------------------------------- writes
 
-    def start(self, plan: RunPlan, study: str) -> None:
-        """Record that ``plan`` started (replacing an unfinished or failed attempt)."""
+    def start(self, plan: RunPlan, study: str, *, worker: str | None = None) -> None:
+        """Record that ``plan`` started, or was handed to an executor (replacing an unfinished
+        or failed attempt); ``worker`` names where it trains (``host:pid``) when known."""
         with self._transaction() as connection:
             _forget_results(connection, plan.run_id)
             connection.execute(
@@ -217,7 +220,7 @@ class Store:
                     plan.seed,
                     json.dumps(plan.config),
                     time.time(),
-                    os.getpid(),
+                    worker,
                 ),
             )
 
@@ -231,9 +234,10 @@ class Store:
         curves: Iterable[tuple[str, int, str, float | None]] = (),
         profiles: Mapping[str, Sequence[float]] | None = None,
         weights: bytes | None = None,
+        worker: str | None = None,
     ) -> None:
-        """Record a finished run: its metrics, timings, curves, profiles and weights, in one
-        transaction.
+        """Record a finished run: its metrics, timings, curves, profiles and weights (and the
+        ``worker`` that trained it), in one transaction.
 
         ``curves`` holds ``(kind, step, name, value)`` rows, kind ``"step"`` or ``"eval"``;
         ``profiles`` maps a name to its values by position (e.g. per residual block);
@@ -270,19 +274,21 @@ class Store:
                 )
             cursor = connection.execute(
                 "UPDATE runs SET status = 'done', metrics = ?, error = NULL, finished = ?, "
-                "seconds = ?, steps = ? WHERE run_id = ?",
-                (metrics_text, time.time(), seconds, steps, run_id),
+                "seconds = ?, steps = ?, worker = COALESCE(?, worker) WHERE run_id = ?",
+                (metrics_text, time.time(), seconds, steps, worker, run_id),
             )
             if cursor.rowcount != 1:
                 raise KeyError(f"store: run {run_id!r} was never started")
 
-    def fail(self, run_id: str, error: str, *, seconds: float | None = None) -> None:
-        """Record that a run failed with ``error``."""
+    def fail(
+        self, run_id: str, error: str, *, seconds: float | None = None, worker: str | None = None
+    ) -> None:
+        """Record that a run failed with ``error`` (on ``worker``, when known)."""
         with self._transaction() as connection:
             connection.execute(
-                "UPDATE runs SET status = 'failed', error = ?, finished = ?, seconds = ? "
-                "WHERE run_id = ?",
-                (error, time.time(), seconds, run_id),
+                "UPDATE runs SET status = 'failed', error = ?, finished = ?, seconds = ?, "
+                "worker = COALESCE(?, worker) WHERE run_id = ?",
+                (error, time.time(), seconds, worker, run_id),
             )
 
     def record_interpolation(
