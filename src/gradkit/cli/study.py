@@ -4,6 +4,8 @@
   the store in ``DIR`` (default ``studies/NAME/``, beside the spec) does not hold, then write
   the report there. Run it again to resume after a crash or Ctrl-C. One runner per ``DIR``:
   a second one exits with status 2 while the first works (``report`` may run meanwhile).
+  ``--scheduler tcp://HOST:8786`` trains the runs on that Dask cluster instead of local
+  processes (``pip install 'gradkit[cluster]'``); the store stays here.
 - ``gradkit study report DIR``: write ``REPORT.md``, ``report.html`` and ``report.json``.
 - ``gradkit study list [--dir studies]``: the study files, with title and claims.
 """
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gradkit.studies import (
+    SchedulerError,
     SpecError,
     StudyLockedError,
     expand,
@@ -39,9 +42,29 @@ def register(commands: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="study_command", required=True)
     run = actions.add_parser("run", help="run a study (resumable) and write its report")
     run.add_argument("spec", help="the study file, e.g. studies/warmup.toml")
-    run.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     run.add_argument(
-        "--threads", type=int, default=None, help="threads in all (default: the CPU count)"
+        "--workers", type=int, default=None, help="parallel local processes (default 1)"
+    )
+    run.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads: locally in all (default: the CPU count); with --scheduler per run "
+        "(default 1)",
+    )
+    run.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="train on the Dask cluster of this scheduler (e.g. tcp://HOST:8786) instead of "
+        "local processes; needs pip install 'gradkit[cluster]'",
+    )
+    run.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for the scheduler to answer (default 10)",
     )
     run.add_argument("--out", default=None, help="output directory (default: beside the spec)")
     run.add_argument("--retry-failed", action="store_true", help="run failed runs again")
@@ -64,18 +87,19 @@ def _run(args: argparse.Namespace) -> int:
     spec_path = Path(args.spec)
     out = Path(args.out) if args.out else spec_path.with_suffix("")
     try:
-        if args.workers < 1:
-            raise SpecError(f"--workers must be >= 1, got {args.workers}")
+        _check_run_arguments(args)
         outcome = run_study(
             spec_path,
             out,
-            workers=args.workers,
+            workers=args.workers or 1,
             threads=args.threads,
             retry_failed=args.retry_failed,
             keep_runs=args.keep_runs,
+            scheduler=args.scheduler,
+            connect_timeout=args.connect_timeout,
         )
         written = write_report(out)
-    except (SpecError, StudyLockedError) as error:
+    except (SpecError, StudyLockedError, SchedulerError) as error:
         print(f"gradkit study: {error}", file=sys.stderr)
         return 2
     print(
@@ -93,6 +117,28 @@ def _run(args: argparse.Namespace) -> int:
         print(f"failed     {name} {start} -> {end}: {error}")
     print(f"report     {written['markdown']}")
     return 1 if outcome.failed or outcome.interpolation_failed else 0
+
+
+def _check_run_arguments(args: argparse.Namespace) -> None:
+    """Refuse option values and combinations that cannot work, naming the option."""
+    if args.workers is not None and args.workers < 1:
+        raise SpecError(f"--workers must be >= 1, got {args.workers}")
+    if args.threads is not None and args.threads < 1:
+        raise SpecError(f"--threads must be >= 1, got {args.threads}")
+    if args.scheduler is None:
+        return
+    if args.workers is not None:
+        raise SpecError(
+            f"--workers {args.workers} sizes the local pool; with --scheduler the cluster's "
+            "workers train (size the cluster instead)"
+        )
+    if args.keep_runs:
+        raise SpecError(
+            "--keep-runs needs the local executor: on a Dask cluster each run trains in its "
+            "worker's temporary directory"
+        )
+    if not args.connect_timeout > 0:
+        raise SpecError(f"--connect-timeout must be > 0 seconds, got {args.connect_timeout}")
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ Example:
 """
 
 from gradkit.studies._analysis import Analysis, Cell, analyze
+from gradkit.studies._dask import SchedulerError
 from gradkit.studies._expand import RunPlan, expand, format_point
 from gradkit.studies._index import write_index
 from gradkit.studies._interpolation import Interpolation, interpolation_curve
@@ -42,6 +43,7 @@ from gradkit.studies._stats import (
     verdict,
 )
 from gradkit.studies._store import InterpolationRecord, RunRecord, Store
+from gradkit.studies._worker import RunOutcome, train_plan
 
 __all__ = [
     "INCONCLUSIVE",
@@ -59,8 +61,10 @@ __all__ = [
     "Interpolation",
     "InterpolationRecord",
     "Measure",
+    "RunOutcome",
     "RunPlan",
     "RunRecord",
+    "SchedulerError",
     "SpecError",
     "Store",
     "StudyLock",
@@ -79,6 +83,7 @@ __all__ = [
     "run_plan",
     "run_study",
     "t_quantile",
+    "train_plan",
     "verdict",
     "write_index",
     "write_report",
