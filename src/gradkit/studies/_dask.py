@@ -102,8 +102,13 @@ def _probe(distributed: Any, address: str, timeout: float) -> None:
         raise SchedulerError(_unreachable(address, timeout, error)) from None
 
 
+def _reason(error: BaseException) -> str:
+    """An exception as one line."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def _unreachable(address: str, timeout: float, error: BaseException) -> str:
-    reason = " ".join(str(error).split()) or type(error).__name__
+    reason = _reason(error)
     return (
         f"--scheduler {address}: no Dask scheduler answered within {timeout:g} s ({reason}); "
         "check the address, that `dask scheduler` runs there and that its port is reachable"
@@ -123,11 +128,14 @@ def _check_workers(client: Any) -> None:
     runs would fail one by one, or differ from this machine's."""
     try:
         found = client.run(_versions)
-    except Exception as error:
-        reason = " ".join(str(error).split())
+    except OSError as error:  # CommClosedError and the like: the connection, not the workers
         raise SchedulerError(
-            f"the Dask workers cannot run gradkit ({type(error).__name__}: {reason}); install "
-            "the same gradkit and torch on every worker"
+            f"lost the Dask scheduler while asking its workers their versions ({_reason(error)})"
+        ) from None
+    except Exception as error:
+        raise SchedulerError(
+            f"the Dask workers cannot run gradkit ({type(error).__name__}: {_reason(error)}); "
+            "install the same gradkit and torch on every worker"
         ) from None
     mine = _versions()
     for worker, theirs in sorted(found.items()):
@@ -171,7 +179,7 @@ def run_on_dask(
                 result = future.result()
             except concurrent.futures.CancelledError as error:
                 raise SchedulerError(
-                    f"lost the Dask scheduler ({' '.join(str(error).split())}); the runs that "
+                    f"lost the Dask scheduler ({_reason(error)}); the runs that "
                     "finished are stored: run the study again to resume"
                 ) from None
             except Exception as error:  # KilledWorker, or the task failed outside train_plan
