@@ -261,7 +261,13 @@ def test_only_rank_0_prints(
         assert bool(capsys.readouterr().err) == (rank == 0)
 
 
-def test_ctrl_c_saves_and_says_how_to_resume(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("number", "how"),
+    [(signal.SIGINT, "interrupted"), (signal.SIGTERM, "stopped by SIGTERM")],
+)
+def test_ctrl_c_saves_and_says_how_to_resume(tmp_path: Path, number: int, how: str) -> None:
+    """Ctrl-C, and SIGTERM as Slurm, kill or torchrun send it: the step ends, is saved, and the
+    command says how to resume, with exit status 128 + the signal."""
     run = tmp_path / "run"
     settings = [
         "model.name=logistic",
@@ -281,17 +287,17 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path: Path) -> None:
         while not (steps.exists() and steps.stat().st_size) and process.poll() is None:
             assert time.monotonic() < deadline, "no progress within 60 s"
             time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(number)
         err = process.communicate(timeout=60)[1]
     finally:
         process.kill()
-    assert process.returncode == 130, err
+    assert process.returncode == 128 + number, err
     assert "Traceback" not in err
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     step = state["step"]
     assert 0 < step < 1000000
     assert err.strip().splitlines()[-1] == (
-        f"gradkit train: interrupted after step {step}, saved in {run / 'checkpoints' / 'last.pt'}"
+        f"gradkit train: {how} after step {step}, saved in {run / 'checkpoints' / 'last.pt'}"
         f"; continue with: gradkit train --resume {run}"
     )
     assert [r["step"] for r in read_jsonl(steps)] == list(range(1, step + 1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shlex
+import signal
 import sys
 import typing
 from collections.abc import Sequence
@@ -114,13 +115,14 @@ def _train_command(args: argparse.Namespace) -> int:
         return 2 if isinstance(error, (ConfigError, ScheduledValueError)) else 1
     except TrainingInterrupted as stopped:
         if stopped.rank == 0:
+            how = "interrupted" if stopped.signal == signal.SIGINT else "stopped by SIGTERM"
             print(
-                f"gradkit train: interrupted after step {stopped.step}, saved in "
+                f"gradkit train: {how} after step {stopped.step}, saved in "
                 f"{stopped.checkpoint}; continue with: gradkit train --resume "
                 f"{shlex.quote(str(stopped.run_dir))}",
                 file=sys.stderr,
             )
-        return 130
+        return 128 + stopped.signal
     except KeyboardInterrupt:
         where = run_dir if run_dir is not None else args.resume
         hint = f"; continue with: gradkit train --resume {shlex.quote(where)}" if where else ""

@@ -1,4 +1,10 @@
-"""Ctrl-C during training: finish the step, checkpoint it, stop; a second Ctrl-C stops at once."""
+"""Ctrl-C or SIGTERM during training: finish the step, checkpoint it, stop; a second stops at once.
+
+SIGTERM is what a batch system (Slurm at its time limit or on preemption) and ``kill`` send: in
+a single process it is handled like Ctrl-C, so the run resumes exactly. Under ``torchrun`` it
+keeps its default effect: the agent sends it to every rank when one fails, and a rank that
+finished its step would wait forever in the next collective for the one that died.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +20,17 @@ from gradkit.train._distributed import Distributed
 __all__ = ["StopOnInterrupt"]
 
 
-class StopOnInterrupt:
-    """While active, SIGINT sets a flag that the loop reads between steps.
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""The signals that stop a run after its step (SIGTERM only outside ``torchrun``)."""
 
-    The first SIGINT only asks to stop (and puts back Python's handler, so a second one raises
-    :class:`KeyboardInterrupt` wherever the process is). Under DDP every process must stop after
+
+class StopOnInterrupt:
+    """While active, SIGINT (and SIGTERM, in one process) set a flag that the loop reads
+    between steps.
+
+    The first signal only asks to stop (and puts back the default handlers, so a second SIGINT
+    raises :class:`KeyboardInterrupt` wherever the process is, and a second SIGTERM ends it);
+    :attr:`received` is the first signal's number. Under DDP every process must stop after
     the same step, so :meth:`requested` sums the flags over the processes (one tiny
     all-reduce per step); each process of a ``torchrun`` job gets the signal of a Ctrl-C.
     Outside the main thread signals cannot be caught, and Ctrl-C keeps its usual effect.
@@ -27,13 +39,13 @@ class StopOnInterrupt:
     def __init__(self, dist: Distributed) -> None:
         self.dist = dist
         self.flag = False
-        self._previous: object = None
-        self._installed = False
+        self.received: int = signal.SIGINT
+        self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopOnInterrupt:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
+            for number in SIGNALS if not self.dist.enabled else (signal.SIGINT,):
+                self._previous[number] = signal.signal(number, self._handle)
         return self
 
     def __exit__(
@@ -42,16 +54,23 @@ class StopOnInterrupt:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
-            self._installed = False
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)  # type: ignore[arg-type]
+        self._previous = {}
 
     def _handle(self, number: int, frame: FrameType | None) -> None:
-        self.flag = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if not self.flag:
+            self.flag, self.received = True, number
+        for installed in self._previous:
+            signal.signal(
+                installed,
+                signal.default_int_handler if installed == signal.SIGINT else signal.SIG_DFL,
+            )
         if self.dist.is_main:
+            name = "Ctrl-C" if number == signal.SIGINT else signal.Signals(number).name
             # os.write: a signal handler must not re-enter sys.stderr's buffer.
-            os.write(2, b"\ngradkit: stopping after this step (Ctrl-C again to stop at once)\n")
+            text = f"\ngradkit: {name}: stopping after this step (again to stop at once)\n"
+            os.write(2, text.encode())
 
     def requested(self) -> bool:
         """Whether any process was interrupted (a collective call under DDP)."""

@@ -312,7 +312,7 @@ class Trainer:
                         self.metrics.close()
         if interrupted:
             checkpoint = self.run_dir / "checkpoints" / "last.pt"
-            raise TrainingInterrupted(self.run_dir, self.step, checkpoint, dist.rank)
+            raise TrainingInterrupted(self.run_dir, self.step, checkpoint, dist.rank, stop.received)
         result = RunResult(
             self.run_dir,
             self.step,

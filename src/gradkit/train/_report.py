@@ -27,18 +27,24 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C (SIGINT) stopped the run at a step boundary, after a checkpoint of that step.
+    """Ctrl-C (SIGINT) or SIGTERM stopped the run at a step boundary, after a checkpoint of
+    that step.
 
     Attributes:
         run_dir: the run, to resume with ``gradkit train --resume run_dir``.
         step: the optimizer steps taken.
         checkpoint: the checkpoint of that step.
         rank: the process's rank (only rank 0 should print).
+        signal: the signal's number (``signal.SIGINT`` or ``signal.SIGTERM``); a command
+            stopped by it exits with ``128 + signal``, as a shell reports it.
     """
 
-    def __init__(self, run_dir: Path, step: int, checkpoint: Path, rank: int) -> None:
+    def __init__(
+        self, run_dir: Path, step: int, checkpoint: Path, rank: int, signal: int = 2
+    ) -> None:
         super().__init__(f"training interrupted at step {step}")
         self.run_dir, self.step, self.checkpoint, self.rank = run_dir, step, checkpoint, rank
+        self.signal = signal
 
 
 @dataclass(frozen=True)
