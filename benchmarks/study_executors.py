@@ -1,12 +1,12 @@
 """Study throughput: the local process pool against a 2-worker Dask LocalCluster, in one script.
 
 The same study (the MLP on 4,000 MNIST-1D samples, 2 arms x 2 learning rates x ``--seeds``
-seeds, ``--steps`` steps each (a few seconds), one intra-op thread per run) runs on a local pool of 2 worker
-processes (``run_study(workers=2, threads=2)``) and on a loopback ``LocalCluster`` of 2 worker
-processes of one thread each (``run_study(scheduler=cluster, threads=1)``), each into a fresh
-output directory, alternating ``--repeats`` times. Each call is timed from ``run_study`` to its
-return (the cluster is started before, as a researcher's cluster would be); runs per minute are
-compared by their medians.
+seeds, ``--steps`` steps each, a few seconds, one intra-op thread per run) runs on a local pool
+of 2 worker processes (``run_study(workers=2, threads=2)``) and on a loopback ``LocalCluster``
+of 2 worker processes of one thread each (``run_study(scheduler=cluster, threads=1)``), each
+into a fresh output directory, alternating ``--repeats`` times. Each call is timed from
+``run_study`` to its return (the cluster is started before, as a researcher's cluster would
+be); runs per minute are compared by their medians.
 
 Usage: python benchmarks/study_executors.py [--steps 2000] [--seeds 4] [--repeats 3]
 """

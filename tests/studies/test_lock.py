@@ -55,3 +55,33 @@ def test_report_works_while_a_runner_holds_the_study(
         assert study.main(["report", str(finished_study)]) == 0
     assert "markdown" in capsys.readouterr().out
     assert (finished_study / "REPORT.md").exists()
+
+
+def test_an_out_dir_under_a_file_is_one_line_and_exit_2(
+    write_spec: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory", encoding="utf-8")
+    out = blocker / "out"
+    assert study.main(["run", str(write_spec()), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error == (
+        f"gradkit study: study directory '{out}': cannot create {LOCK_NAME} there (Not a "
+        "directory); pass another --out\n"
+    )
+
+
+def test_a_file_system_without_locks_is_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import fcntl
+
+    from gradkit.studies import StudyDirectoryError
+
+    def no_locks(descriptor: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(StudyDirectoryError, match="its file system cannot lock files"):
+        StudyLock(tmp_path / "out").acquire()

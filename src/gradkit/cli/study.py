@@ -20,6 +20,7 @@ from pathlib import Path
 from gradkit.studies import (
     SchedulerError,
     SpecError,
+    StudyDirectoryError,
     StudyLockedError,
     expand,
     load_spec,
@@ -99,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
             connect_timeout=args.connect_timeout,
         )
         written = write_report(out)
-    except (SpecError, StudyLockedError, SchedulerError) as error:
+    except (SpecError, StudyLockedError, StudyDirectoryError, SchedulerError) as error:
         print(f"gradkit study: {error}", file=sys.stderr)
         return 2
     print(

@@ -20,7 +20,7 @@ from gradkit.studies._dask import SchedulerError
 from gradkit.studies._expand import RunPlan, expand, format_point
 from gradkit.studies._index import write_index
 from gradkit.studies._interpolation import Interpolation, interpolation_curve
-from gradkit.studies._lock import LOCK_NAME, StudyLock, StudyLockedError
+from gradkit.studies._lock import LOCK_NAME, StudyDirectoryError, StudyLock, StudyLockedError
 from gradkit.studies._measures import MEASURES, Measure
 from gradkit.studies._report import format_estimate, write_report
 from gradkit.studies._runner import SPEC_NAME, STORE_NAME, StudyOutcome, run_plan, run_study
@@ -67,6 +67,7 @@ __all__ = [
     "SchedulerError",
     "SpecError",
     "Store",
+    "StudyDirectoryError",
     "StudyLock",
     "StudyLockedError",
     "StudyOutcome",

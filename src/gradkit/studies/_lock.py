@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["LOCK_NAME", "StudyLock", "StudyLockedError"]
+__all__ = ["LOCK_NAME", "StudyDirectoryError", "StudyLock", "StudyLockedError"]
 
 LOCK_NAME = "runner.lock"
 """The lock file's name in a study's output directory."""
@@ -28,6 +28,11 @@ LOCK_NAME = "runner.lock"
 
 class StudyLockedError(RuntimeError):
     """Another runner holds the study's output directory."""
+
+
+class StudyDirectoryError(RuntimeError):
+    """The study's output directory cannot be made or locked (a file in the way, no permission,
+    a read-only mount, a file system without locks); the message names the directory."""
 
 
 def _try_lock(descriptor: int) -> bool:
@@ -79,9 +84,24 @@ class StudyLock:
         """Take the lock now, or raise :class:`StudyLockedError` at once."""
         if self._descriptor is not None:
             raise RuntimeError("StudyLock: already held by this object")
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        if not _try_lock(descriptor):
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise StudyDirectoryError(
+                f"study directory '{self.out_dir}': cannot create {self.path.name} there "
+                f"({error.strerror or error}); pass another --out"
+            ) from None
+        try:
+            locked = _try_lock(descriptor)
+        except OSError as error:  # ENOLCK, EOPNOTSUPP: a file system without flock
+            os.close(descriptor)
+            raise StudyDirectoryError(
+                f"study directory '{self.out_dir}': its file system cannot lock files "
+                f"({error.strerror or error}), so two runners could not be kept apart; pass an "
+                "--out on a local disk"
+            ) from None
+        if not locked:
             os.close(descriptor)
             raise StudyLockedError(
                 f"study directory '{self.out_dir}' is in use by another runner "
