@@ -16,9 +16,10 @@ Example:
 """
 
 from gradkit.studies._analysis import Analysis, Cell, analyze
+from gradkit.studies._definitions import Interpolation
 from gradkit.studies._expand import RunPlan, expand, format_point
 from gradkit.studies._index import write_index
-from gradkit.studies._interpolation import Interpolation, interpolation_curve
+from gradkit.studies._interpolation import interpolation_curve
 from gradkit.studies._lock import LOCK_NAME, StudyLock, StudyLockedError
 from gradkit.studies._measures import MEASURES, Measure
 from gradkit.studies._report import format_estimate, write_report

@@ -25,9 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gradkit.studies._definitions import Claim, Interpolation, StudySpec
 from gradkit.studies._expand import expand
-from gradkit.studies._interpolation import Interpolation
-from gradkit.studies._spec import Claim, StudySpec
 from gradkit.studies._stats import Verdict, mean_ci, verdict
 from gradkit.studies._store import RunRecord, Store
 

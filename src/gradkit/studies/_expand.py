@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gradkit.schedules import scale_learning_rate
-from gradkit.studies._spec import SCALE_KEYS, SpecError, StudySpec
+from gradkit.studies._definitions import SCALE_KEYS, StudySpec
+from gradkit.studies._errors import SpecError
 from gradkit.train import Config, ConfigError, config_from_dict, config_to_dict
 
 __all__ = ["RunPlan", "expand", "format_point"]

@@ -43,6 +43,7 @@ import torch
 from gradkit._io import atomic_output
 from gradkit.studies._executor import run_in_processes
 from gradkit.studies._expand import RunPlan, expand
+from gradkit.studies._interpolation import compute_interpolations
 from gradkit.studies._lock import StudyLock, StudyLockedError
 from gradkit.studies._spec import StudySpec, load_spec
 from gradkit.studies._store import Store
@@ -187,7 +188,6 @@ def _run_locked(
             bar.close()
         with contextlib.suppress(OSError):
             (out / "runs").rmdir()  # only when empty: kept runs and crashed ones stay
-    from gradkit.studies._interpolation import compute_interpolations
 
     interpolated, interpolation_failed = compute_interpolations(
         parsed.interpolations, out / STORE_NAME, retry_failed=retry_failed
