@@ -22,6 +22,7 @@ from gradkit.studies._index import write_index
 from gradkit.studies._interpolation import interpolation_curve
 from gradkit.studies._lock import LOCK_NAME, StudyLock, StudyLockedError
 from gradkit.studies._measures import MEASURES, Measure
+from gradkit.studies._performance import performance_profile, performance_ratios
 from gradkit.studies._report import format_estimate, write_report
 from gradkit.studies._runner import SPEC_NAME, STORE_NAME, StudyOutcome, run_plan, run_study
 from gradkit.studies._spec import (
@@ -38,7 +39,9 @@ from gradkit.studies._stats import (
     NOT_REPRODUCED,
     REPRODUCED,
     Verdict,
+    detectable_difference,
     mean_ci,
+    paired_t_power,
     t_quantile,
     verdict,
 )
@@ -70,13 +73,17 @@ __all__ = [
     "StudySpec",
     "Verdict",
     "analyze",
+    "detectable_difference",
     "expand",
     "format_estimate",
     "format_point",
     "interpolation_curve",
     "load_spec",
     "mean_ci",
+    "paired_t_power",
     "parse_spec",
+    "performance_profile",
+    "performance_ratios",
     "run_plan",
     "run_study",
     "t_quantile",
