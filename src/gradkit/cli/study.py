@@ -4,6 +4,8 @@
   the store in ``DIR`` (default ``studies/NAME/``, beside the spec) does not hold, then write
   the report there. Run it again to resume after a crash or Ctrl-C. One runner per ``DIR``:
   a second one exits with status 2 while the first works (``report`` may run meanwhile).
+  ``--preset quick`` runs it at a tiny size (see the spec's ``[presets.quick]``) in
+  ``DIR/quick``: a smoke test of the whole pipeline, spec to report.
 - ``gradkit study report DIR``: write ``REPORT.md``, ``report.html`` and ``report.json``.
 - ``gradkit study list [--dir studies]``: the study files, with title and claims.
 """
@@ -46,6 +48,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--out", default=None, help="output directory (default: beside the spec)")
     run.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     run.add_argument("--keep-runs", action="store_true", help="keep each run's directory")
+    run.add_argument(
+        "--preset",
+        choices=["quick"],
+        default="",
+        help="quick: the study at a tiny size in seconds, a smoke test whose verdicts mean "
+        "nothing (default out: DIR/quick)",
+    )
     run.set_defaults(handler=_run)
     report = actions.add_parser("report", help="write the report of a study directory")
     report.add_argument("directory", help="the output directory of `gradkit study run`")
@@ -63,6 +72,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     spec_path = Path(args.spec)
     out = Path(args.out) if args.out else spec_path.with_suffix("")
+    if args.preset and not args.out:
+        out = out / args.preset
     try:
         if args.workers < 1:
             raise SpecError(f"--workers must be >= 1, got {args.workers}")
@@ -73,6 +84,7 @@ def _run(args: argparse.Namespace) -> int:
             threads=args.threads,
             retry_failed=args.retry_failed,
             keep_runs=args.keep_runs,
+            preset=args.preset,
         )
         written = write_report(out)
     except (SpecError, StudyLockedError) as error:

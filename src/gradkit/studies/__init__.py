@@ -24,7 +24,14 @@ from gradkit.studies._lock import LOCK_NAME, StudyLock, StudyLockedError
 from gradkit.studies._measures import MEASURES, Measure
 from gradkit.studies._performance import performance_profile, performance_ratios
 from gradkit.studies._report import format_estimate, write_report
-from gradkit.studies._runner import SPEC_NAME, STORE_NAME, StudyOutcome, run_plan, run_study
+from gradkit.studies._runner import (
+    PRESET_NAME,
+    SPEC_NAME,
+    STORE_NAME,
+    StudyOutcome,
+    run_plan,
+    run_study,
+)
 from gradkit.studies._spec import (
     SCALE_KEYS,
     Arm,
@@ -52,6 +59,7 @@ __all__ = [
     "LOCK_NAME",
     "MEASURES",
     "NOT_REPRODUCED",
+    "PRESET_NAME",
     "REPRODUCED",
     "SCALE_KEYS",
     "SPEC_NAME",

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SCALE_KEYS", "Arm", "Claim", "Interpolation", "StudySpec"]
+__all__ = ["SCALE_KEYS", "Arm", "Claim", "Interpolation", "SearchAxis", "StudySpec", "Tuning"]
 
 SCALE_KEYS = ("scale.lr", "scale.reference_batch", "scale.epochs", "scale.train_samples")
 """Derived-value keys: ``scale.lr`` (``"none"``, ``"linear"`` or ``"sqrt"``) scales
@@ -30,6 +30,44 @@ class Interpolation:
 
 
 @dataclass(frozen=True)
+class SearchAxis:
+    """One key of an arm's search space: its values, and whether they are a log grid.
+
+    A log grid (``{ low, high, points }`` in the spec) is geometric, so it can be widened by
+    whole steps of its ratio when the best value lies at one of its ends; a list is a set of
+    choices and is never widened.
+    """
+
+    key: str
+    values: tuple[Any, ...]
+    log: bool = False
+    integer: bool = False
+
+    @property
+    def ratio(self) -> float:
+        """The factor between neighbouring values of a log grid."""
+        return float(self.values[1]) / float(self.values[0])
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The tuning protocol of a study (the ``[tuning]`` table).
+
+    Attributes:
+        budget: trials per arm and grid point before any widening, the same for every arm.
+        seeds: the tuning seeds (validation split only); disjoint from the report seeds.
+        widen: log-grid steps added beyond an end when the best value lies there.
+        max_widenings: how often a cell's range may be widened before the arm is reported
+            as "not tuned: best at the edge".
+    """
+
+    budget: int
+    seeds: tuple[int, ...]
+    widen: int = 1
+    max_widenings: int = 2
+
+
+@dataclass(frozen=True)
 class Arm:
     """One technique of a study: config overrides and the sweep searched for it."""
 
@@ -37,6 +75,7 @@ class Arm:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     sweep: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     description: str = ""
+    search: tuple[SearchAxis, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,6 +122,8 @@ class StudySpec:
     paper: str = ""
     description: str = ""
     source: str = ""
+    tuning: Tuning | None = None
+    preset: str = ""
 
     def arm(self, name: str) -> Arm:
         """The arm called ``name``."""

@@ -42,9 +42,10 @@ import torch
 
 from gradkit._io import atomic_output
 from gradkit.studies._executor import run_in_processes
-from gradkit.studies._expand import RunPlan, expand
+from gradkit.studies._expand import RunPlan
 from gradkit.studies._interpolation import compute_interpolations
 from gradkit.studies._lock import StudyLock, StudyLockedError
+from gradkit.studies._protocol import current_plans
 from gradkit.studies._spec import StudySpec, load_spec
 from gradkit.studies._store import Store
 
@@ -58,6 +59,8 @@ __all__ = [
 ]
 
 STORE_NAME = "study.db"
+PRESET_NAME = "preset.txt"
+"""The preset a study directory was run with (absent: the full study)."""
 """The store's file name in a study's output directory."""
 SPEC_NAME = "study.toml"
 """The copy of the spec in a study's output directory (what ``gradkit study report`` reads)."""
@@ -98,6 +101,7 @@ def run_study(
     retry_failed: bool = False,
     keep_runs: bool = False,
     progress: bool = True,
+    preset: str = "",
 ) -> StudyOutcome:
     """Run every run of ``spec`` that ``out_dir``'s store does not hold yet.
 
@@ -109,6 +113,8 @@ def run_study(
         retry_failed: run again the runs (and interpolations) that failed before.
         keep_runs: keep each run's directory (config, metrics files, final checkpoint).
         progress: show one progress bar for the study (on stderr).
+        preset: run the study shrunk (``"quick"``: see :mod:`gradkit.studies._tuning_spec`);
+            recorded in ``out_dir/preset.txt`` so that its report reads the spec the same way.
 
     Raises:
         StudyLockedError: another runner holds ``out_dir`` (nothing is written then).
@@ -116,7 +122,7 @@ def run_study(
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"run_study: invalid workers={workers!r}; expected an integer >= 1")
     started = time.perf_counter()
-    parsed = spec if isinstance(spec, StudySpec) else load_spec(spec)
+    parsed = spec if isinstance(spec, StudySpec) else load_spec(spec, preset=preset)
     with StudyLock(out_dir):
         return _run_locked(
             parsed,
@@ -146,25 +152,19 @@ def _run_locked(
     if source.is_file() and source.resolve() != (out / SPEC_NAME).resolve():
         with atomic_output(out / SPEC_NAME) as temporary:
             temporary.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
-    plans = expand(parsed)
+    if parsed.preset:
+        with atomic_output(out / PRESET_NAME) as temporary:
+            temporary.write_text(parsed.preset + "\n", encoding="utf-8")
+    else:
+        (out / PRESET_NAME).unlink(missing_ok=True)
     threads = threads or os.cpu_count() or 1
     per_worker = max(1, threads // workers)
-    with Store(out / STORE_NAME) as store:
-        statuses, with_weights = store.statuses(), store.with_weights()
     skip = {"done"} if retry_failed else {"done", "failed"}
-    todo = [
-        plan
-        for plan in plans
-        if statuses.get(plan.run_id) not in skip
-        or (
-            plan.keep_weights
-            and statuses[plan.run_id] == "done"
-            and plan.run_id not in with_weights
-        )
-    ]
     ran: list[str] = []
     failed: dict[str, str] = {}
-    bar = _progress_bar(len(plans), len(plans) - len(todo), parsed.name, progress)
+    attempted: set[str] = set()
+    bar: Any = None
+    skipped: int | None = None
     arguments = (str(out / STORE_NAME), parsed.name, str(out / "runs"), per_worker, keep_runs)
 
     def record(run_id: str, error: str | None) -> None:
@@ -176,26 +176,53 @@ def _run_locked(
             bar.set_postfix(failed=len(failed), refresh=False)
 
     try:
-        if workers == 1 or len(todo) <= 1:
-            for plan in todo:
-                record(*run_plan(plan, *arguments))
-        else:
-            run_in_processes(
-                run_plan, todo, arguments, workers=workers, threads=per_worker, record=record
-            )
+        # A tuned study unfolds in rounds (tune, widen, report: see _protocol); the plain
+        # study is one round. Each round runs what the store lacks of the plans known now.
+        while True:
+            with Store(out / STORE_NAME) as store:
+                plans = current_plans(parsed, {run.run_id: run for run in store.runs()})
+                statuses, with_weights = store.statuses(), store.with_weights()
+            todo = [
+                plan
+                for plan in plans
+                if plan.run_id not in attempted
+                and (
+                    statuses.get(plan.run_id) not in skip
+                    or (
+                        plan.keep_weights
+                        and statuses[plan.run_id] == "done"
+                        and plan.run_id not in with_weights
+                    )
+                )
+            ]
+            if skipped is None:
+                skipped = len(plans) - len(todo)
+                bar = _progress_bar(len(plans), skipped, parsed.name, progress)
+            elif bar is not None and todo:
+                bar.total = len(plans)  # later rounds add widened trials and report runs
+                bar.refresh()
+            if not todo:
+                break
+            attempted.update(plan.run_id for plan in todo)
+            if workers == 1 or len(todo) <= 1:
+                for plan in todo:
+                    record(*run_plan(plan, *arguments))
+            else:
+                run_in_processes(
+                    run_plan, todo, arguments, workers=workers, threads=per_worker, record=record
+                )
     finally:
         if bar is not None:
             bar.close()
         with contextlib.suppress(OSError):
             (out / "runs").rmdir()  # only when empty: kept runs and crashed ones stay
-
     interpolated, interpolation_failed = compute_interpolations(
         parsed.interpolations, out / STORE_NAME, retry_failed=retry_failed
     )
     return StudyOutcome(
         out,
         len(plans),
-        len(plans) - len(todo),
+        skipped or 0,
         tuple(ran),
         failed,
         time.perf_counter() - started,
@@ -351,8 +378,15 @@ def _float(value: Any) -> float | None:
         return None
 
 
+def read_preset(out_dir: str | os.PathLike[str]) -> str:
+    """The preset the study in ``out_dir`` was run with ("" for the full study)."""
+    path = Path(out_dir) / PRESET_NAME
+    return path.read_text(encoding="utf-8").strip() if path.exists() else ""
+
+
 def pending(spec: StudySpec, out_dir: str | os.PathLike[str]) -> Sequence[RunPlan]:
     """The runs of ``spec`` that ``out_dir``'s store has not finished."""
     with Store(Path(out_dir) / STORE_NAME) as store:
         statuses = store.statuses()
-    return [plan for plan in expand(spec) if statuses.get(plan.run_id) != "done"]
+        plans = current_plans(spec, {run.run_id: run for run in store.runs()})
+    return [plan for plan in plans if statuses.get(plan.run_id) != "done"]

@@ -60,11 +60,20 @@ from pathlib import Path
 from typing import Any
 
 from gradkit._lookup import did_you_mean
-from gradkit.studies._definitions import SCALE_KEYS, Arm, Claim, Interpolation, StudySpec
+from gradkit.studies._definitions import (
+    SCALE_KEYS,
+    Arm,
+    Claim,
+    Interpolation,
+    SearchAxis,
+    StudySpec,
+    Tuning,
+)
 from gradkit.studies._errors import SpecError, check_table, named_tables
 from gradkit.studies._expand import expand
 from gradkit.studies._measures import MEASURES
 from gradkit.studies._metrics import check_metric_names
+from gradkit.studies._tuning_spec import MIN_REPORT_SEEDS, apply_preset, parse_search, parse_tuning
 from gradkit.train import Config, config_to_dict
 
 if sys.version_info >= (3, 11):
@@ -94,7 +103,7 @@ _TABLES = {
         "target_accuracy",
         "measures",
     ),
-    "arm": ("name", "set", "sweep", "description"),
+    "arm": ("name", "set", "sweep", "search", "description"),
     "claim": (
         "text",
         "arm",
@@ -107,7 +116,7 @@ _TABLES = {
         "at",
     ),
 }
-_TOP = ("study", "base", "grid", "sweep", "arms", "claims", "interpolations")
+_TOP = ("study", "base", "grid", "sweep", "tuning", "arms", "claims", "interpolations", "presets")
 _LOWER_IS_BETTER = ("loss", "sharpness", "hessian", "steps_to", "seconds_to", "seconds")
 
 
@@ -155,9 +164,16 @@ def _higher_is_better(metric: str) -> bool:
     return not any(word in metric for word in _LOWER_IS_BETTER)
 
 
-def parse_spec(values: Mapping[str, Any], *, source: str = "spec", name: str = "") -> StudySpec:
-    """Validate the tables of a study file; ``source`` names it in error messages."""
+def parse_spec(
+    values: Mapping[str, Any], *, source: str = "spec", name: str = "", preset: str = ""
+) -> StudySpec:
+    """Validate the tables of a study file; ``source`` names it in error messages.
+
+    ``preset`` (``"quick"``) shrinks the study first (see :mod:`gradkit.studies._tuning_spec`).
+    """
     check_table(values, _TOP, source)
+    if preset:
+        values = apply_preset(values, preset, source)
     if "study" not in values:
         raise SpecError(f"{source}: missing table [study]")
     study = check_table(values["study"], _TABLES["study"], f"{source}: [study]")
@@ -176,7 +192,20 @@ def parse_spec(values: Mapping[str, Any], *, source: str = "spec", name: str = "
         )
     grid = _axes(values.get("grid", {}), f"{source}: [grid]")
     sweep = _axes(values.get("sweep", {}), f"{source}: [sweep]")
-    arms = _parse_arms(values.get("arms", [{"name": "base"}]), sweep, source)
+    tuning = None
+    if "tuning" in values:
+        if sweep:
+            raise SpecError(
+                f"{source}: [sweep] and [tuning] both choose settings; a tuned study gives "
+                "each arm a search space ([[arms]] search) instead"
+            )
+        tuning = parse_tuning(
+            values["tuning"],
+            tuple(seeds),
+            source,
+            min_report_seeds=2 if preset else MIN_REPORT_SEEDS,
+        )
+    arms = _parse_arms(values.get("arms", [{"name": "base"}]), sweep, source, tuning)
     for arm in arms:
         for key in (*arm.sweep, *arm.overrides):
             if key in grid:
@@ -221,6 +250,8 @@ def parse_spec(values: Mapping[str, Any], *, source: str = "spec", name: str = "
         paper=str(study.get("paper", "")),
         description=str(study.get("description", "")),
         source=source,
+        tuning=tuning,
+        preset=preset,
     )
     claims = values.get("claims", [])
     if not isinstance(claims, list):
@@ -242,7 +273,9 @@ def parse_spec(values: Mapping[str, Any], *, source: str = "spec", name: str = "
     return spec
 
 
-def _parse_arms(arms: Any, sweep: dict[str, tuple[Any, ...]], source: str) -> tuple[Arm, ...]:
+def _parse_arms(
+    arms: Any, sweep: dict[str, tuple[Any, ...]], source: str, tuning: Tuning | None
+) -> tuple[Arm, ...]:
     if not isinstance(arms, list) or not arms:
         raise SpecError(f"{source}: arms must be a non-empty array of tables ([[arms]])")
     parsed: list[Arm] = []
@@ -251,11 +284,28 @@ def _parse_arms(arms: Any, sweep: dict[str, tuple[Any, ...]], source: str) -> tu
         if not isinstance(overrides, Mapping):
             raise SpecError(f"{where}: set must be a table of key = value, got {overrides!r}")
         overrides = {_check_key(k, f"{where} set"): v for k, v in overrides.items()}
-        arm_sweep = _axes(table["sweep"], f"{where} sweep") if "sweep" in table else sweep
+        search: tuple[SearchAxis, ...] = ()
+        if tuning is None:
+            if "search" in table:
+                raise SpecError(
+                    f"{where}: search needs a tuning budget; add [tuning] with budget and seeds"
+                )
+            arm_sweep = _axes(table["sweep"], f"{where} sweep") if "sweep" in table else sweep
+        else:
+            if "sweep" in table:
+                raise SpecError(f"{where}: a tuned study searches, it does not sweep; use search")
+            if "search" not in table:
+                raise SpecError(
+                    f"{where}: needs search (its search space, e.g. search = "
+                    '{ "optim.lr" = { low = 1e-4, high = 1e-1 } }): the study has a [tuning] '
+                    f"budget of {tuning.budget} trials per arm"
+                )
+            search = parse_search(table["search"], tuning.budget, where, _check_key)
+            arm_sweep = {axis.key: axis.values for axis in search}
         for key in arm_sweep:
             if key in overrides:
                 raise SpecError(f"{where}: {key!r} is both set and swept")
-        parsed.append(Arm(name, overrides, arm_sweep, str(table.get("description", ""))))
+        parsed.append(Arm(name, overrides, arm_sweep, str(table.get("description", "")), search))
     return tuple(parsed)
 
 
@@ -393,8 +443,9 @@ def parse_interpolations(
     return tuple(parsed)
 
 
-def load_spec(path: str | os.PathLike[str]) -> StudySpec:
-    """Read and validate a study file; errors are :class:`SpecError` naming the file."""
+def load_spec(path: str | os.PathLike[str], *, preset: str = "") -> StudySpec:
+    """Read and validate a study file (shrunk by ``preset``); errors are :class:`SpecError`
+    naming the file."""
     path = Path(path)
     try:
         with open(path, "rb") as stream:
@@ -403,4 +454,4 @@ def load_spec(path: str | os.PathLike[str]) -> StudySpec:
         raise SpecError(f"study: no such file {str(path)!r}") from None
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"{path}: not valid TOML: {error}") from None
-    return parse_spec(values, source=str(path), name=path.stem)
+    return parse_spec(values, source=str(path), name=path.stem, preset=preset)
