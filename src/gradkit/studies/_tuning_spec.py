@@ -23,8 +23,12 @@ is then the budget divided by the other axes' sizes. Only log grids are widened 
 choices without an order).
 
 ``[presets.quick]`` shrinks the study for a smoke run (``gradkit study run --preset quick``):
-the first 2 report seeds, the first tuning seed, no widening, and the tables it holds:
-``base`` (merged into ``[base]``, key by key) and ``set`` (applied to every arm, after its own).
+the first 2 report seeds, the first tuning seed, no widening, and what it holds: ``base``
+(merged into ``[base]``, key by key), ``set`` (applied to every arm, after its own), ``arms``
+(the names of the arms to keep; claims and interpolations about the others are dropped),
+``grid`` (replaces ``[grid]``; claims ``at`` a dropped point are dropped) and ``tuning``
+(merged into ``[tuning]``, e.g. a smaller budget, which the log grids without ``points``
+follow).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ MIN_REPORT_SEEDS = 10
 PRESETS = ("quick",)
 _TUNING_KEYS = ("budget", "seeds", "widen", "max_widenings")
 _LOG_KEYS = ("low", "high", "points")
-_PRESET_KEYS = ("base", "set")
+_PRESET_KEYS = ("base", "set", "arms", "grid", "tuning")
 
 
 def _integer(value: Any, minimum: int) -> bool:
@@ -194,6 +198,41 @@ def apply_preset(values: Mapping[str, Any], preset: str, source: str) -> dict[st
             merged[section] = _merge(merged[section], table)
         else:
             merged[section] = copy.deepcopy(table)
+    keep = chosen.get("arms")
+    if keep is not None:
+        names = [a.get("name") for a in values.get("arms", []) if isinstance(a, dict)]
+        if not isinstance(keep, list) or not keep or any(k not in names for k in keep):
+            raise SpecError(
+                f"{source}: [presets.{preset}] arms must be a non-empty list of arm names "
+                f"(arms: {', '.join(map(str, names))}), got {keep!r}"
+            )
+        values["arms"] = [a for a in values["arms"] if a.get("name") in keep]
+        values["claims"] = [
+            c
+            for c in values.get("claims", [])
+            if isinstance(c, dict) and c.get("arm") in keep and c.get("baseline") in keep
+        ]
+        values["interpolations"] = [
+            i
+            for i in values.get("interpolations", [])
+            if isinstance(i, dict) and i.get("from") in keep and i.get("to") in keep
+        ]
+    if "grid" in chosen:
+        grid = chosen["grid"]
+        if not isinstance(grid, Mapping):
+            raise SpecError(f"{source}: [presets.{preset}] grid must be a table, got {grid!r}")
+        values["grid"] = copy.deepcopy(dict(grid))
+        values["claims"] = [
+            c
+            for c in values.get("claims", [])
+            if not isinstance(c, dict)
+            or all(v in grid.get(k, [v]) for k, v in dict(c.get("at", {})).items())
+        ]
+    if "tuning" in chosen and isinstance(tuning, dict):
+        extra = chosen["tuning"]
+        if not isinstance(extra, Mapping):
+            raise SpecError(f"{source}: [presets.{preset}] tuning must be a table, got {extra!r}")
+        tuning.update(copy.deepcopy(dict(extra)))
     overrides = chosen.get("set", {})
     if not isinstance(overrides, Mapping):
         raise SpecError(f"{source}: [presets.{preset}] set must be a table, got {overrides!r}")
