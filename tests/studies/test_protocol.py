@@ -252,3 +252,20 @@ def test_parse_spec_with_the_quick_preset_shrinks_seeds() -> None:
     assert spec.base["train"]["steps"] == 2 and spec.base["train"]["batch_size"] == 32
     with pytest.raises(SpecError, match="unknown preset 'slow'"):
         parse_spec(values, preset="slow")
+
+
+def test_a_sweep_beside_tuning_and_a_bad_preset_are_refused(
+    spec_error: Callable[[str], str], write_spec: Callable[..., Path]
+) -> None:
+    text = _spec().replace("[base]", '[sweep]\n"optim.lr" = [0.1, 0.2]\n\n[base]', 1)
+    assert spec_error(text) == (
+        "[sweep] and [tuning] both choose settings; a tuned study gives each arm a search "
+        "space ([[arms]] search) instead"
+    )
+    path = write_spec(_spec() + '\n[presets.quick]\narms = ["adam"]\n')
+    with pytest.raises(SpecError) as raised:
+        load_spec(path, preset="quick")
+    assert str(raised.value) == (
+        f"{path}: [presets.quick] arms must be a non-empty list of arm names (arms: sgd, "
+        "momentum), got ['adam']"
+    )

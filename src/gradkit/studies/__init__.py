@@ -3,6 +3,12 @@
 A study is a TOML file (:func:`load_spec`; the format is in :mod:`gradkit.studies._spec`): a
 base training config, arms (each a set of overrides and a sweep searched on the validation
 split), grid axes crossed with every arm, seeds, the metrics to compare and the claims.
+A tuned study (``[tuning]``, :mod:`gradkit.studies._protocol`) gives every arm the same budget of
+trials over its own search space on tuning seeds, widens a range whose best value is at an end,
+and reruns the selected setting on at least 10 fresh report seeds, the only runs reported.
+An inconclusive verdict states the smallest difference its design detects
+(:func:`detectable_difference`); time-to-target across grid points gives AlgoPerf's
+:func:`performance_profile`.
 :func:`run_study` expands it into runs (:func:`expand`), skips what its SQLite :class:`Store`
 holds, and trains the rest in worker processes; :func:`write_report` writes ``REPORT.md``,
 ``report.html`` and ``report.json`` with a table of arms (mean and 95% interval over seeds),

@@ -27,6 +27,17 @@ Layout (every table but ``[study]`` and ``[base]`` is optional)::
     set = { "optim.name" = "adamw" }     # overrides of this arm
     sweep = { "optim.lr" = [3e-3, 1e-2] }  # replaces [sweep] for this arm
 
+    [tuning]                             # the protocol (see gradkit.studies._tuning_spec):
+    budget = 8                           # trials per arm, the same for every arm
+    seeds = [100, 101]                   # tuning seeds, disjoint from [study] seeds (>= 10)
+
+    [[arms]]                             # in a tuned study every arm has a search space
+    name = "sgd"
+    search = { "optim.lr" = { low = 1e-3, high = 1e-1 }, "optim.weight_decay" = [0.0, 1e-4] }
+
+    [presets.quick]                      # what --preset quick shrinks (arms, grid, sizes)
+    base = { train = { steps = 10 } }
+
     [[claims]]
     text = "AdamW beats Adam with L2 regularization"
     arm = "adamw"
