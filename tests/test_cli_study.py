@@ -70,3 +70,38 @@ def test_a_claim_on_a_metric_no_run_records_exits_2_before_training(
         "'base'; did you mean 'test_accuracy'? (recorded: step, test_loss, test_accuracy, time,"
     )
     assert not (tmp_path / "one").exists()  # nothing trained, nothing written
+
+
+@pytest.mark.parametrize("name", ["optimizers", "normalization"])
+def test_a_shipped_study_runs_end_to_end_with_the_quick_preset(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    root = Path(__file__).resolve().parents[1] / "studies"
+    out = tmp_path / name
+    status = study.main(
+        [
+            "run",
+            str(root / f"{name}.toml"),
+            "--preset",
+            "quick",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    assert "(0 failed)" in printed
+    assert (out / "preset.txt").read_text(encoding="utf-8") == "quick\n"
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["verdicts"], "the quick preset keeps claims about the arms it keeps"
+    for cell in report["cells"]:
+        assert cell["seeds"] == [0, 1]  # the first two report seeds
+        assert cell["tuning"]["status"] in ("tuned", "not tuned: best at the edge")
+        assert cell["tuning"]["trials"] == 2
+    assert "Preset `quick`" in (out / "REPORT.md").read_text(encoding="utf-8")
+    # the report alone (as `gradkit study report` does) reads the preset back
+    assert study.main(["report", str(out)]) == 0

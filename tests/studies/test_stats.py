@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from gradkit.studies import (
@@ -22,7 +23,7 @@ def test_mean_ci_matches_the_t_interval_by_hand() -> None:
     mean, half = mean_ci([1.0, 2.0, 3.0])
     # s = 1, n = 3: half-width t(0.975, 2) / sqrt(3) = 4.303 / 1.732
     assert mean == 2.0
-    assert half == pytest.approx(4.303 / math.sqrt(3))
+    assert half == pytest.approx(4.303 / math.sqrt(3), rel=1e-4)
     assert math.isnan(mean_ci([5.0])[1])
     assert t_quantile(31) == pytest.approx(2.0395, abs=2e-4)
 
@@ -76,3 +77,35 @@ def test_one_seed_or_a_diverged_run_is_inconclusive() -> None:
 def test_unpaired_values_are_an_error() -> None:
     with pytest.raises(ValueError, match="must be paired by seed"):
         verdict([0.9, 0.8], [0.1])
+
+
+def test_detectable_difference_has_80_percent_power_by_simulation() -> None:
+    from scipy import stats
+
+    from gradkit.studies import detectable_difference
+
+    sd, n = 0.02, 10
+    effect = detectable_difference(sd, n)
+    generator = np.random.default_rng(0)
+    samples = generator.normal(effect, sd, size=(20000, n))
+    rejected = stats.ttest_1samp(samples, 0.0, axis=1).pvalue < 0.05
+    assert rejected.mean() == pytest.approx(0.80, abs=0.01)
+    # many seeds: the normal approximation (z_0.975 + z_0.8) s / sqrt(n)
+    z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
+    assert detectable_difference(sd, 4000) == pytest.approx(z * sd / math.sqrt(4000), rel=1e-3)
+    assert detectable_difference(sd, 40) < effect  # more seeds detect less
+    assert math.isnan(detectable_difference(sd, 1))
+
+
+def test_an_inconclusive_verdict_states_its_detectable_difference() -> None:
+    from gradkit.studies import detectable_difference
+
+    differences = [0.01, -0.02, 0.03, 0.0, -0.01, 0.02]
+    arm = [b + d for b, d in zip([0.8] * 6, differences, strict=True)]
+    result = verdict(arm, [0.8] * 6, margin=0.0)
+    assert result.outcome == INCONCLUSIVE
+    assert result.detectable == pytest.approx(
+        detectable_difference(float(np.std(np.array(arm) - 0.8, ddof=1)), 6)
+    )
+    decided = verdict([b + 0.05 + 0.002 * i for i, b in enumerate(BASELINE)], BASELINE)
+    assert decided.detectable is None

@@ -6,6 +6,8 @@
   a second one exits with status 2 while the first works (``report`` may run meanwhile).
   ``--scheduler tcp://HOST:8786`` trains the runs on that Dask cluster instead of local
   processes (``pip install 'gradkit[cluster]'``); the store stays here.
+  ``--preset quick`` runs it at a tiny size (see the spec's ``[presets.quick]``) in
+  ``DIR/quick``: a smoke test of the whole pipeline, spec to report.
 - ``gradkit study report DIR``: write ``REPORT.md``, ``report.html`` and ``report.json``.
 - ``gradkit study list [--dir studies]``: the study files, with title and claims.
 """
@@ -70,6 +72,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--out", default=None, help="output directory (default: beside the spec)")
     run.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     run.add_argument("--keep-runs", action="store_true", help="keep each run's directory")
+    run.add_argument(
+        "--preset",
+        choices=["quick"],
+        default="",
+        help="quick: the study at a tiny size in seconds, a smoke test whose verdicts mean "
+        "nothing (default out: DIR/quick)",
+    )
     run.set_defaults(handler=_run)
     report = actions.add_parser("report", help="write the report of a study directory")
     report.add_argument("directory", help="the output directory of `gradkit study run`")
@@ -87,6 +96,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     spec_path = Path(args.spec)
     out = Path(args.out) if args.out else spec_path.with_suffix("")
+    if args.preset and not args.out:
+        out = out / args.preset
     try:
         _check_run_arguments(args)
         outcome = run_study(
@@ -98,6 +109,7 @@ def _run(args: argparse.Namespace) -> int:
             keep_runs=args.keep_runs,
             scheduler=args.scheduler,
             connect_timeout=args.connect_timeout,
+            preset=args.preset,
         )
         written = write_report(out)
     except (SpecError, StudyLockedError, StudyDirectoryError, SchedulerError) as error:

@@ -16,7 +16,7 @@ The model diagnostics take a dataset as a ``DataLoader``, a ``TensorDataset`` or
 tensors (:data:`Data`), evaluate in evaluation mode and leave the model as they found it.
 """
 
-from gradkit.diagnostics._evaluation import Data, LossFunction
+from gradkit.diagnostics._evaluation import Data, LossFunction, preserved
 from gradkit.diagnostics._functions_2d import FUNCTIONS_2D, Function2d, get_function_2d
 from gradkit.diagnostics._hessian import (
     HessianEigenvalues,
@@ -91,6 +91,7 @@ __all__ = [
     "plot_lr_range_test",
     "plot_trajectories",
     "power_iteration",
+    "preserved",
     "random_direction",
     "run_trajectories",
     "sharpness",

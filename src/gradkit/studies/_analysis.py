@@ -7,8 +7,13 @@ The test split never takes part in the selection.
 
 Derived per-run metrics: ``seconds`` (training time), ``steps`` (optimizer steps);
 ``steps_to_target`` and
-``seconds_to_target``, the first evaluation at which ``test_accuracy`` reached the study's
-``target_accuracy`` (a run that never reached it counts at its full length: censored).
+``seconds_to_target``, the first evaluation at which ``val_accuracy`` (``test_accuracy`` in a
+study without a validation split) reached the study's ``target_accuracy`` (a run that never
+reached it counts at its full length: censored, and ``target_missed`` is 1).
+With a target, ``Analysis.performance`` is AlgoPerf's performance profile
+(:func:`gradkit.studies.performance_profile`) with each grid point a workload: an arm's time
+on a workload is the median over its seeds of the steps (and seconds) to the target, ``inf``
+for a seed that missed it.
 Profiles (the per-block signal propagation of each selected run) and interpolations (the
 curve between the selected runs of two arms, per seed, see :mod:`gradkit.studies._interpolation`)
 are gathered for the report's plots and tables.
@@ -20,14 +25,16 @@ The claim metric ``good_region`` is, per seed, the fraction of an arm's sweep po
 from __future__ import annotations
 
 import math
+import statistics
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gradkit.studies._expand import expand
-from gradkit.studies._interpolation import Interpolation
-from gradkit.studies._spec import Claim, StudySpec
+from gradkit.studies._definitions import Claim, Interpolation, StudySpec
+from gradkit.studies._expand import format_point
+from gradkit.studies._performance import performance_profile
+from gradkit.studies._protocol import CellTuning, current_plans, tune_cells
 from gradkit.studies._stats import Verdict, mean_ci, verdict
 from gradkit.studies._store import RunRecord, Store
 
@@ -58,6 +65,8 @@ class Cell:
         sweep_scores: ``[(sweep point, mean select_metric, seeds)]`` of every sweep point.
         failed: the failed runs of this cell (any sweep point), with their errors.
         unfinished: runs of this cell the store has not finished.
+        tuning: in a tuned study, the cell's protocol (status, trials, widenings, edges);
+            ``sweep_runs`` then holds the tuning runs and ``runs`` the report runs only.
     """
 
     arm: str
@@ -68,6 +77,8 @@ class Cell:
     sweep_runs: dict[str, list[RunRecord]] = field(default_factory=dict)
     failed: list[RunRecord] = field(default_factory=list)
     unfinished: int = 0
+    tuning: CellTuning | None = None
+    report_runs: dict[str, list[RunRecord]] = field(default_factory=dict)
 
     def values(self, metric: str) -> dict[int, float]:
         """``{seed: value}`` of ``metric`` at the selected sweep point."""
@@ -117,6 +128,7 @@ class Analysis:
     finished_runs: int
     profiles: dict[tuple[str, str, str], dict[int, list[float]]] = field(default_factory=dict)
     interpolations: list[InterpolationResult] = field(default_factory=list)
+    performance: dict[str, Any] = field(default_factory=dict)
 
     def cell(self, arm: str, grid: Mapping[str, Any]) -> Cell:
         """The cell of ``arm`` at the grid point that matches ``grid`` on its keys."""
@@ -139,7 +151,11 @@ def _add_derived(run: RunRecord, store: Store, target: float | None) -> None:
     run.metrics.setdefault("steps", run.steps)
     if target is None:
         return
-    accuracy = store.curve(run.run_id, "eval", "test_accuracy")
+    # the target is a validation one when the run has a validation split (the protocol's
+    # time-to-target), else on test
+    accuracy = store.curve(run.run_id, "eval", "val_accuracy") or store.curve(
+        run.run_id, "eval", "test_accuracy"
+    )
     times = dict(store.curve(run.run_id, "eval", "time"))
     reached = [(step, times.get(step)) for step, value in accuracy if value >= target]
     if reached:
@@ -153,13 +169,18 @@ def _add_derived(run: RunRecord, store: Store, target: float | None) -> None:
 
 def analyze(spec: StudySpec, store: Store) -> Analysis:
     """Select, aggregate and decide: the numbers of the report of ``spec``."""
-    plans = expand(spec)
     records = {run.run_id: run for run in store.runs()}
+    plans = current_plans(spec, records)
+    protocol = (
+        {(c.arm, key_of(c.grid)): c for c in tune_cells(spec, records)} if spec.tuning else {}
+    )
+    tuning_seeds = set(spec.tuning.seeds) if spec.tuning else set()
     higher = "loss" not in spec.select_metric
     cells: dict[tuple[str, str], Cell] = {}
     finished = 0
     for plan in plans:
-        cell = cells.setdefault((plan.arm, key_of(plan.grid)), Cell(plan.arm, dict(plan.grid)))
+        key = (plan.arm, key_of(plan.grid))
+        cell = cells.setdefault(key, Cell(plan.arm, dict(plan.grid), tuning=protocol.get(key)))
         run = records.get(plan.run_id)
         if run is None or run.status == "running":
             cell.unfinished += 1
@@ -168,8 +189,18 @@ def analyze(spec: StudySpec, store: Store) -> Analysis:
         else:
             finished += 1
             _add_derived(run, store, spec.target_accuracy)
-            cell.sweep_runs.setdefault(key_of(plan.sweep), []).append(run)
+            if spec.tuning is not None and plan.seed not in tuning_seeds:
+                cell.report_runs.setdefault(key_of(plan.sweep), []).append(run)
+            else:
+                cell.sweep_runs.setdefault(key_of(plan.sweep), []).append(run)
     for cell in cells.values():
+        if cell.tuning is not None:
+            seeds = len(spec.tuning.seeds) if spec.tuning else 0
+            cell.sweep_scores = [(point, score, seeds) for point, score in cell.tuning.scores]
+            cell.selected = dict(cell.tuning.selected)
+            selected = cell.report_runs.get(key_of(cell.selected), [])
+            cell.runs = {r.seed: r for r in selected}
+            continue
         arm = spec.arm(cell.arm)
         best: tuple[float, str] | None = None
         for point in _sweep_points(arm.sweep):
@@ -191,7 +222,37 @@ def analyze(spec: StudySpec, store: Store) -> Analysis:
     analysis.profiles = _profiles(ordered, store) if "signal_propagation" in spec.measures else {}
     analysis.interpolations = _interpolations(spec, ordered, store)
     analysis.verdicts = [(claim, _decide(claim, analysis)) for claim in spec.claims]
+    if spec.target_accuracy is not None:
+        analysis.performance = _performance(ordered)
     return analysis
+
+
+PROFILE_TAUS = (1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 4.0)
+"""The factors of the fastest at which the performance profile is read."""
+
+
+def _performance(cells: list[Cell]) -> dict[str, Any]:
+    """Per grid point (workload) and arm the median time to target, and the profiles."""
+    result: dict[str, Any] = {"taus": list(PROFILE_TAUS)}
+    for unit in ("steps", "seconds"):
+        times: dict[str, dict[str, float]] = {}
+        for cell in cells:
+            values = [
+                math.inf
+                if run.metrics.get("target_missed")
+                else float(run.metrics.get(f"{unit}_to_target") or math.inf)
+                for run in cell.runs.values()
+            ]
+            workload = format_point(cell.grid) or "default"
+            times.setdefault(workload, {})[cell.arm] = (
+                statistics.median(values) if values else math.inf
+            )
+        if not times or any(len(t) != len(next(iter(times.values()))) for t in times.values()):
+            continue
+        # a zero time (reached at the first evaluation) cannot be a ratio's denominator
+        times = {w: {a: max(t, 1e-9) for a, t in by.items()} for w, by in times.items()}
+        result[unit] = {"times": times, "profile": performance_profile(times, PROFILE_TAUS)}
+    return result
 
 
 def _sweep_points(axes: Mapping[str, tuple[Any, ...]]) -> list[dict[str, Any]]:
@@ -267,7 +328,8 @@ def _good_region(cell: Cell, others: list[Cell], spec: StudySpec) -> dict[int, f
             for run in runs:
                 score = _score(run.metrics.get(spec.select_metric), higher)
                 best[run.seed] = max(best.get(run.seed, -math.inf), score)
-    points = max(1, len(_sweep_points(spec.arm(cell.arm).sweep)))
+    trials = cell.tuning.trials if cell.tuning else len(_sweep_points(spec.arm(cell.arm).sweep))
+    points = max(1, trials)
     good: dict[int, float] = {}
     for seed, top in best.items():
         count = sum(

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gradkit.schedules import scale_learning_rate
-from gradkit.studies._spec import SCALE_KEYS, SpecError, StudySpec
+from gradkit.studies._definitions import SCALE_KEYS, StudySpec
+from gradkit.studies._errors import SpecError
 from gradkit.train import Config, ConfigError, config_from_dict, config_to_dict
 
 __all__ = ["RunPlan", "expand", "format_point"]
@@ -72,14 +73,20 @@ def _points(axes: Mapping[str, tuple[Any, ...]]) -> list[dict[str, Any]]:
 
 
 def expand(spec: StudySpec) -> list[RunPlan]:
-    """Every run of ``spec``, in a stable order (arm, grid point, sweep point, seed)."""
+    """Every run of ``spec``, in a stable order (arm, grid point, sweep point, seed).
+
+    For a tuned study (``[tuning]``): the first tuning runs, every arm's search space on the
+    tuning seeds; :mod:`gradkit.studies._protocol` adds widened trials and the report runs of
+    the selected settings as the results come in.
+    """
     plans: list[RunPlan] = []
+    seeds = spec.tuning.seeds if spec.tuning is not None else spec.seeds
     ends = {arm for i in spec.interpolations for arm in (i.from_arm, i.to_arm)}
     for arm in spec.arms:
         for grid in _points(spec.grid):
             for sweep in _points(arm.sweep):
                 settings = {**arm.overrides, **grid, **sweep}
-                for seed in spec.seeds:
+                for seed in seeds:
                     where = f"{spec.source}: arm {arm.name!r}" + (
                         f" at {format_point({**grid, **sweep})}" if grid or sweep else ""
                     )

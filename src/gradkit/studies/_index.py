@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from gradkit._io import atomic_output
-from gradkit.studies._runner import SPEC_NAME
+from gradkit.studies._runner import SPEC_NAME, read_preset
 from gradkit.studies._spec import load_spec
 
 __all__ = ["write_index"]
@@ -32,7 +32,7 @@ def write_index(root: str | os.PathLike[str], name: str = "REPORT.md") -> Path:
     counts = {"reproduced": 0, "not reproduced": 0, "inconclusive": 0}
     sections = []
     for directory in studies:
-        spec = load_spec(directory / SPEC_NAME)
+        spec = load_spec(directory / SPEC_NAME, preset=read_preset(directory))
         report = json.loads((directory / "report.json").read_text())
         runs = report["runs"]
         lines = [

@@ -33,117 +33,20 @@ there is ``nan``.
 from __future__ import annotations
 
 import io
-import itertools
-import math
 import time
 import traceback
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from gradkit._lookup import did_you_mean
-from gradkit.studies._spec import SpecError, named_tables
+from gradkit.diagnostics import interpolate, preserved
+from gradkit.studies._definitions import Interpolation
+from gradkit.studies._store import Store
 
-__all__ = ["INTERPOLATION_KEYS", "Interpolation", "compute_interpolations", "interpolation_curve"]
-
-INTERPOLATION_KEYS = ("name", "from", "to", "alphas", "description")
-"""The keys of an ``[[interpolations]]`` table."""
-_RANGE_KEYS = ("start", "stop", "points")
-_DECIMALS = 12  # alphas are rounded, so that linspace's 1.0000000000000002 is 1
-
-
-@dataclass(frozen=True)
-class Interpolation:
-    """A line between the solutions of two arms (see the module docstring)."""
-
-    name: str
-    from_arm: str
-    to_arm: str
-    alphas: tuple[float, ...]
-    description: str = ""
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _alphas(value: Any, where: str) -> tuple[float, ...]:
-    """The coordinates of ``alphas``: a table ``{start, stop, points}`` or a list of numbers."""
-    if isinstance(value, Mapping):
-        unknown = [key for key in value if key not in _RANGE_KEYS]
-        if unknown or set(value) != set(_RANGE_KEYS):
-            raise SpecError(
-                f"{where}: alphas must be a table with start, stop and points, got {dict(value)!r}"
-            )
-        start, stop, points = value["start"], value["stop"], value["points"]
-        if not _number(start) or not _number(stop) or not start < stop:
-            raise SpecError(
-                f"{where}: alphas needs numbers start < stop, got start={start!r}, stop={stop!r}"
-            )
-        if isinstance(points, bool) or not isinstance(points, int) or points < 2:
-            raise SpecError(f"{where}: alphas points must be an integer >= 2, got {points!r}")
-        step = (stop - start) / (points - 1)
-        values = [start + i * step for i in range(points)]
-    elif isinstance(value, list):
-        if len(value) < 2 or not all(_number(v) for v in value):
-            raise SpecError(f"{where}: alphas must list at least 2 finite numbers, got {value!r}")
-        if any(b <= a for a, b in itertools.pairwise(value)):
-            raise SpecError(f"{where}: alphas must increase, got {value!r}")
-        values = list(value)
-    else:
-        raise SpecError(
-            f"{where}: alphas must be {{ start = ..., stop = ..., points = ... }} or a list "
-            f"of numbers, got {value!r}"
-        )
-    alphas = tuple(round(float(v), _DECIMALS) + 0.0 for v in values)
-    if 0.0 not in alphas or 1.0 not in alphas:
-        raise SpecError(
-            f"{where}: alphas must contain 0 and 1 (the two solutions), got "
-            f"{', '.join(f'{a:g}' for a in alphas)}"
-        )
-    return alphas
-
-
-def parse_interpolations(
-    tables: Any, arms: Sequence[str], source: str
-) -> tuple[Interpolation, ...]:
-    """Validate the ``[[interpolations]]`` tables of a study file against its ``arms``."""
-    if not isinstance(tables, list):
-        raise SpecError(f"{source}: interpolations must be an array of tables ([[interpolations]])")
-    parsed: list[Interpolation] = []
-    for where, name, table in named_tables(tables, INTERPOLATION_KEYS, "interpolation", source):
-        for key in ("from", "to"):
-            arm = table.get(key)
-            if not isinstance(arm, str):
-                raise SpecError(f"{where}: needs {key} (the name of an arm), got {arm!r}")
-            if arm not in arms:
-                raise SpecError(
-                    f"{where}: {key} {arm!r} is not an arm{did_you_mean(arm, arms, n=1)} "
-                    f"(arms: {', '.join(arms)})"
-                )
-        if table["from"] == table["to"]:
-            raise SpecError(f"{where}: from and to are the same arm {table['from']!r}")
-        if "alphas" not in table:
-            raise SpecError(
-                f"{where}: needs alphas, e.g. {{ start = -0.5, stop = 1.5, points = 21 }}"
-            )
-        parsed.append(
-            Interpolation(
-                name,
-                table["from"],
-                table["to"],
-                _alphas(table["alphas"], where),
-                str(table.get("description", "")),
-            )
-        )
-    return tuple(parsed)
-
-
-# ---------------------------------------------------------------- computing
+__all__ = ["compute_interpolations", "interpolation_curve"]
 
 
 def interpolation_curve(
@@ -163,8 +66,6 @@ def interpolation_curve(
         splits: ``{split: (inputs, labels)}``; the curve has ``{split}_loss`` and
             ``{split}_accuracy`` for each, and ``alpha``.
     """
-    from gradkit.diagnostics import interpolate
-    from gradkit.diagnostics._evaluation import preserved
 
     expected = {key: value.shape for key, value in model.state_dict().items()}
     for name, state in (("start", start), ("end", end)):
@@ -248,7 +149,6 @@ def compute_interpolations(
     ``computed`` lists ``(name, from_run, to_run)`` of the interpolations computed now;
     ``failed`` maps those that failed to their error (recorded in the store as well).
     """
-    from gradkit.studies._store import Store
     from gradkit.train import build_model
 
     computed: list[tuple[str, str, str]] = []

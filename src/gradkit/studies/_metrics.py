@@ -14,13 +14,12 @@ so :func:`check_metric_names` makes it a :class:`SpecError` up front.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gradkit._lookup import did_you_mean
-from gradkit.studies._spec import SpecError, StudySpec
-
-if TYPE_CHECKING:
-    from gradkit.studies._expand import RunPlan
+from gradkit.studies._definitions import StudySpec
+from gradkit.studies._errors import SpecError
+from gradkit.studies._expand import RunPlan
 
 __all__ = ["CLAIM_METRICS", "DERIVED_METRICS", "MEASURE_METRICS", "TARGET_METRICS"]
 

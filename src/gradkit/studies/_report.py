@@ -29,7 +29,8 @@ from gradkit.studies._plots import (
     plot_signal_propagation,
     plot_time_to_target,
 )
-from gradkit.studies._runner import SPEC_NAME, STORE_NAME
+from gradkit.studies._protocol_report import json_performance, performance_tables, tuning_table
+from gradkit.studies._runner import SPEC_NAME, STORE_NAME, read_preset
 from gradkit.studies._spec import load_spec
 from gradkit.studies._stats import mean_ci
 from gradkit.studies._store import Store
@@ -57,7 +58,16 @@ def _tables(analysis: Analysis) -> dict[str, tuple[list[str], list[list[str]]]]:
     tables: dict[str, tuple[list[str], list[list[str]]]] = {}
     if analysis.verdicts:
         tables["Verdicts"] = (
-            ["claim", "arm vs baseline", "metric", "verdict", "difference (95% CI)", "rule"],
+            [
+                "claim",
+                "arm vs baseline",
+                "metric",
+                "verdict",
+                "difference (95% CI)",
+                "margin",
+                "detectable (80% power)",
+                "rule",
+            ],
             [
                 [
                     claim.text,
@@ -66,6 +76,8 @@ def _tables(analysis: Analysis) -> dict[str, tuple[list[str], list[list[str]]]]:
                     claim.metric,
                     f"**{v.outcome}**",
                     f"{v.difference:.4g} [{v.low:.4g}, {v.high:.4g}]",
+                    f"{claim.margin:g}",
+                    "—" if v.detectable is None else f"{v.detectable:.4g}",
                     v.rule,
                 ]
                 for claim, v in analysis.verdicts
@@ -87,6 +99,10 @@ def _tables(analysis: Analysis) -> dict[str, tuple[list[str], list[list[str]]]]:
         row += [format_estimate(*cell.summary(metric)[:2]) for metric in columns]
         rows.append(row)
     tables["Arms"] = (header, rows)
+    if spec.tuning is not None:
+        tables["Tuning"] = tuning_table(analysis)
+    if analysis.performance:
+        tables.update(performance_tables(analysis))
     failures = [
         [
             run.arm,
@@ -197,6 +213,19 @@ def _numbers(analysis: Analysis) -> dict[str, Any]:
                 "grid": cell.grid,
                 "selected": cell.selected,
                 "seeds": sorted(cell.runs),
+                "tuning": None
+                if cell.tuning is None
+                else {
+                    "status": cell.tuning.status,
+                    "trials": cell.tuning.trials,
+                    "widenings": cell.tuning.widenings,
+                    "edges": list(cell.tuning.edges),
+                    "searched": {a.key: list(a.values) for a in cell.tuning.axes},
+                    "scores": [
+                        {"trial": trial, "score": clean(score)}
+                        for trial, score in cell.tuning.scores
+                    ],
+                },
                 "failed": len(cell.failed),
                 "metrics": {
                     metric: {"mean": clean(mean), "half_width": clean(half), "n": n}
@@ -214,10 +243,13 @@ def _numbers(analysis: Analysis) -> dict[str, Any]:
                 "low": clean(v.low),
                 "high": clean(v.high),
                 "seeds": v.seeds,
+                "margin": claim.margin,
+                "detectable": None if v.detectable is None else clean(v.detectable),
                 "rule": v.rule,
             }
             for claim, v in analysis.verdicts
         ],
+        "performance": json_performance(analysis.performance),
         "interpolations": [
             {
                 "name": result.interpolation.name,
@@ -244,7 +276,7 @@ def write_report(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     for needed in (spec_path, store_path):
         if not needed.exists():
             raise FileNotFoundError(f"study report: {out} has no {needed.name}; is it a study?")
-    spec = load_spec(spec_path)
+    spec = load_spec(spec_path, preset=read_preset(out))
     with Store(store_path) as store:
         names = {run.study for run in store.runs()}
         if len(names) == 1 and spec.name == spec_path.stem:  # the copy's stem is no name
@@ -277,6 +309,23 @@ def write_report(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
         f"`{spec.select_metric}` over seeds (validation split, never test); numbers are means "
         "over seeds ± the half-width of the 95% t interval.",
     ]
+    if spec.tuning is not None:
+        intro[-1] = (
+            f"Runs finished: {analysis.finished_runs} of {analysis.total_runs}. Protocol: "
+            f"every arm tunes {spec.tuning.budget} trials on tuning seeds "
+            f"{', '.join(map(str, spec.tuning.seeds))} (validation split, `{spec.select_metric}`"
+            f"), a best value at an end of a log range widens it by {spec.tuning.widen} step(s) "
+            f"(at most {spec.tuning.max_widenings} times); the selected setting is rerun on "
+            f"report seeds {', '.join(map(str, spec.seeds))}, paired by seed, and only those "
+            "are reported (on test). Numbers are means over the report seeds ± the half-width "
+            "of the 95% t interval."
+        )
+    if spec.preset:
+        intro.insert(
+            0,
+            f"**Preset `{spec.preset}`: a tiny smoke run of the study; its numbers and verdicts "
+            "decide nothing.**",
+        )
     markdown = [f"# {title}", "", *[line for line in intro if line]]
     for name, (header, rows) in tables.items():
         markdown += ["", f"## {name}", "", *_markdown_table(header, rows)]

@@ -39,8 +39,10 @@ from typing import Any
 
 from gradkit._io import atomic_output
 from gradkit.studies._executor import run_in_processes
-from gradkit.studies._expand import RunPlan, expand
+from gradkit.studies._expand import RunPlan
+from gradkit.studies._interpolation import compute_interpolations
 from gradkit.studies._lock import StudyLock, StudyLockedError
+from gradkit.studies._protocol import current_plans
 from gradkit.studies._spec import StudySpec, load_spec
 from gradkit.studies._store import Store
 from gradkit.studies._worker import RunOutcome, failed_outcome, train_plan
@@ -56,6 +58,8 @@ __all__ = [
 ]
 
 STORE_NAME = "study.db"
+PRESET_NAME = "preset.txt"
+"""The preset a study directory was run with (absent: the full study)."""
 """The store's file name in a study's output directory."""
 SPEC_NAME = "study.toml"
 """The copy of the spec in a study's output directory (what ``gradkit study report`` reads)."""
@@ -97,6 +101,7 @@ def run_study(
     progress: bool = True,
     scheduler: Any = None,
     connect_timeout: float = 10.0,
+    preset: str = "",
 ) -> StudyOutcome:
     """Run every run of ``spec`` that ``out_dir``'s store does not hold yet.
 
@@ -114,6 +119,8 @@ def run_study(
             (``tcp://host:8786``), a ``distributed.Client`` or a cluster object such as
             ``dask_jobqueue.SLURMCluster``. ``workers`` is then ignored.
         connect_timeout: seconds to wait for the scheduler to answer.
+        preset: run the study shrunk (``"quick"``: see :mod:`gradkit.studies._tuning_spec`);
+            recorded in ``out_dir/preset.txt`` so that its report reads the spec the same way.
 
     Raises:
         StudyLockedError: another runner holds ``out_dir`` (nothing is written then).
@@ -131,7 +138,7 @@ def run_study(
             "trains in its worker's temporary directory); drop keep_runs or the scheduler"
         )
     started = time.perf_counter()
-    parsed = spec if isinstance(spec, StudySpec) else load_spec(spec)
+    parsed = spec if isinstance(spec, StudySpec) else load_spec(spec, preset=preset)
     with contextlib.ExitStack() as stack:
         client = None
         if scheduler is not None:
@@ -169,14 +176,18 @@ def _run_locked(
     if source.is_file() and source.resolve() != (out / SPEC_NAME).resolve():
         with atomic_output(out / SPEC_NAME) as temporary:
             temporary.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
-    plans = expand(parsed)
+    if parsed.preset:
+        with atomic_output(out / PRESET_NAME) as temporary:
+            temporary.write_text(parsed.preset + "\n", encoding="utf-8")
+    else:
+        (out / PRESET_NAME).unlink(missing_ok=True)
     ran: list[str] = []
     failed: dict[str, str] = {}
+    attempted: set[str] = set()
+    bar: Any = None
+    skipped: int | None = None
+    plans: Sequence[RunPlan] = ()
     with Store(out / STORE_NAME) as store:
-        todo = _todo(plans, store, retry_failed)
-        for plan in todo:  # handed out: a run still 'running' after a crash is run again
-            store.start(plan, parsed.name)
-        bar = _progress_bar(len(plans), len(plans) - len(todo), parsed.name, progress)
 
         def record(outcome: RunOutcome) -> None:
             error = record_outcome(store, outcome)
@@ -188,21 +199,38 @@ def _run_locked(
                 bar.set_postfix(failed=len(failed), refresh=False)
 
         try:
-            _execute(todo, out / "runs", parsed.name, record, client, workers, threads, keep_runs)
+            # A tuned study unfolds in rounds (tune, widen, report: see _protocol); the plain
+            # study is one round. Each round runs what the store lacks of the plans known now,
+            # each run at most once per call (so a failing one cannot loop).
+            while True:
+                plans = current_plans(parsed, {run.run_id: run for run in store.runs()})
+                todo = [p for p in _todo(plans, store, retry_failed) if p.run_id not in attempted]
+                if skipped is None:
+                    skipped = len(plans) - len(todo)
+                    bar = _progress_bar(len(plans), skipped, parsed.name, progress)
+                elif bar is not None and todo:
+                    bar.total = len(plans)  # later rounds add widened trials and report runs
+                    bar.refresh()
+                if not todo:
+                    break
+                attempted.update(plan.run_id for plan in todo)
+                for plan in todo:  # handed out: a run still 'running' after a crash runs again
+                    store.start(plan, parsed.name)
+                _execute(
+                    todo, out / "runs", parsed.name, record, client, workers, threads, keep_runs
+                )
         finally:
             if bar is not None:
                 bar.close()
             with contextlib.suppress(OSError):
                 (out / "runs").rmdir()  # only when empty: kept runs and crashed ones stay
-    from gradkit.studies._interpolation import compute_interpolations
-
     interpolated, interpolation_failed = compute_interpolations(
         parsed.interpolations, out / STORE_NAME, retry_failed=retry_failed
     )
     return StudyOutcome(
         out,
         len(plans),
-        len(plans) - len(todo),
+        skipped or 0,
         tuple(ran),
         failed,
         time.perf_counter() - started,
@@ -313,8 +341,15 @@ def run_plan(
         return plan.run_id, record_outcome(store, train_plan(plan, run_root, threads, keep_run))
 
 
+def read_preset(out_dir: str | os.PathLike[str]) -> str:
+    """The preset the study in ``out_dir`` was run with ("" for the full study)."""
+    path = Path(out_dir) / PRESET_NAME
+    return path.read_text(encoding="utf-8").strip() if path.exists() else ""
+
+
 def pending(spec: StudySpec, out_dir: str | os.PathLike[str]) -> Sequence[RunPlan]:
     """The runs of ``spec`` that ``out_dir``'s store has not finished."""
     with Store(Path(out_dir) / STORE_NAME) as store:
         statuses = store.statuses()
-    return [plan for plan in expand(spec) if statuses.get(plan.run_id) != "done"]
+        plans = current_plans(spec, {run.run_id: run for run in store.runs()})
+    return [plan for plan in plans if statuses.get(plan.run_id) != "done"]

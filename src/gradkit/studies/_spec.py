@@ -27,6 +27,17 @@ Layout (every table but ``[study]`` and ``[base]`` is optional)::
     set = { "optim.name" = "adamw" }     # overrides of this arm
     sweep = { "optim.lr" = [3e-3, 1e-2] }  # replaces [sweep] for this arm
 
+    [tuning]                             # the protocol (see gradkit.studies._tuning_spec):
+    budget = 8                           # trials per arm, the same for every arm
+    seeds = [100, 101]                   # tuning seeds, disjoint from [study] seeds (>= 10)
+
+    [[arms]]                             # in a tuned study every arm has a search space
+    name = "sgd"
+    search = { "optim.lr" = { low = 1e-3, high = 1e-1 }, "optim.weight_decay" = [0.0, 1e-4] }
+
+    [presets.quick]                      # what --preset quick shrinks (arms, grid, sizes)
+    base = { train = { steps = 10 } }
+
     [[claims]]
     text = "AdamW beats Adam with L2 regularization"
     arm = "adamw"
@@ -51,19 +62,30 @@ steps from epochs). Every metric the spec names (a claim's ``metric`` and ``base
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 import sys
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gradkit._lookup import did_you_mean
+from gradkit.studies._definitions import (
+    SCALE_KEYS,
+    Arm,
+    Claim,
+    Interpolation,
+    SearchAxis,
+    StudySpec,
+    Tuning,
+)
+from gradkit.studies._errors import SpecError, check_table, named_tables
+from gradkit.studies._expand import expand
+from gradkit.studies._measures import MEASURES
+from gradkit.studies._metrics import check_metric_names
+from gradkit.studies._tuning_spec import MIN_REPORT_SEEDS, apply_preset, parse_search, parse_tuning
 from gradkit.train import Config, config_to_dict
-
-if TYPE_CHECKING:
-    from gradkit.studies._interpolation import Interpolation
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -80,11 +102,6 @@ __all__ = [
     "parse_spec",
 ]
 
-SCALE_KEYS = ("scale.lr", "scale.reference_batch", "scale.epochs", "scale.train_samples")
-"""Derived-value keys: ``scale.lr`` (``"none"``, ``"linear"`` or ``"sqrt"``) scales
-``optim.lr`` by the batch relative to ``scale.reference_batch``; ``scale.epochs`` sets
-``train.steps`` to that many passes over ``scale.train_samples`` samples."""
-
 _TABLES = {
     "study": (
         "name",
@@ -97,7 +114,7 @@ _TABLES = {
         "target_accuracy",
         "measures",
     ),
-    "arm": ("name", "set", "sweep", "description"),
+    "arm": ("name", "set", "sweep", "search", "description"),
     "claim": (
         "text",
         "arm",
@@ -110,75 +127,8 @@ _TABLES = {
         "at",
     ),
 }
-_TOP = ("study", "base", "grid", "sweep", "arms", "claims", "interpolations")
+_TOP = ("study", "base", "grid", "sweep", "tuning", "arms", "claims", "interpolations", "presets")
 _LOWER_IS_BETTER = ("loss", "sharpness", "hessian", "steps_to", "seconds_to", "seconds")
-
-
-class SpecError(ValueError):
-    """A study spec that cannot be run: the message names the file, the table and the key."""
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One technique of a study: config overrides and the sweep searched for it."""
-
-    name: str
-    overrides: Mapping[str, Any] = field(default_factory=dict)
-    sweep: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A claim of the literature, tested by comparing ``arm`` with ``baseline`` on ``metric``.
-
-    Attributes:
-        test: ``"superior"`` (the arm beats the baseline by more than ``margin``) or
-            ``"equivalent"`` (they differ by less than ``margin`` either way).
-        higher_is_better: the metric's direction (default: from its name; losses, sharpness,
-            Hessian eigenvalues, steps and seconds are lower-is-better).
-        at: the grid point the claim is about (needed when the study has a grid).
-        baseline_metric: the baseline's metric, when it differs from the arm's (a snapshot
-            ensemble's ``ensemble_test_accuracy`` against a single model's ``test_accuracy``).
-    """
-
-    text: str
-    arm: str
-    baseline: str
-    metric: str
-    higher_is_better: bool
-    test: str = "superior"
-    margin: float = 0.0
-    at: Mapping[str, Any] = field(default_factory=dict)
-    baseline_metric: str = ""
-
-
-@dataclass(frozen=True)
-class StudySpec:
-    """A parsed, validated study (see the module docstring for the file format)."""
-
-    name: str
-    base: Mapping[str, Any]
-    arms: tuple[Arm, ...]
-    grid: Mapping[str, tuple[Any, ...]]
-    seeds: tuple[int, ...]
-    metrics: tuple[str, ...] = ("test_accuracy",)
-    claims: tuple[Claim, ...] = ()
-    interpolations: tuple[Interpolation, ...] = ()
-    select_metric: str = "val_accuracy"
-    target_accuracy: float | None = None
-    measures: tuple[str, ...] = ()
-    title: str = ""
-    paper: str = ""
-    description: str = ""
-    source: str = ""
-
-    def arm(self, name: str) -> Arm:
-        """The arm called ``name``."""
-        for arm in self.arms:
-            if arm.name == name:
-                return arm
-        raise KeyError(name)
 
 
 def _config_keys() -> list[str]:
@@ -198,39 +148,6 @@ def _check_key(key: Any, where: str) -> str:
         return key
     hint = did_you_mean(key, [*keys, *SCALE_KEYS], n=1)
     raise SpecError(f"{where}: unknown key {key!r}{hint}")
-
-
-def check_table(table: Any, allowed: tuple[str, ...], where: str) -> dict[str, Any]:
-    """``table`` as a dict, if it is a table whose keys are all ``allowed``; else SpecError."""
-    if not isinstance(table, Mapping):
-        raise SpecError(f"{where} must be a table, got {table!r}")
-    for key in table:
-        if key not in allowed:
-            raise SpecError(
-                f"{where}: unknown key {key!r}{did_you_mean(key, allowed, n=1)} "
-                f"(allowed: {', '.join(allowed)})"
-            )
-    return dict(table)
-
-
-def named_tables(
-    tables: list[Any], allowed: tuple[str, ...], kind: str, source: str
-) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """Each table of an array of named tables (arms, interpolations): ``(where, name, table)``.
-
-    Checks each is a table of ``allowed`` keys with a unique non-empty ``name``; ``where``
-    names it in messages (``"study.toml: arm 'sgd'"``).
-    """
-    names: set[str] = set()
-    for number, table in enumerate(tables, 1):
-        table = check_table(table, allowed, f"{source}: {kind} {number}")
-        name = table.get("name")
-        if not isinstance(name, str) or not name:
-            raise SpecError(f"{source}: {kind} {number}: needs a name (a non-empty string)")
-        if name in names:
-            raise SpecError(f"{source}: two {kind}s are called {name!r}")
-        names.add(name)
-        yield f"{source}: {kind} {name!r}", name, table
 
 
 def _axes(table: Any, where: str) -> dict[str, tuple[Any, ...]]:
@@ -258,9 +175,16 @@ def _higher_is_better(metric: str) -> bool:
     return not any(word in metric for word in _LOWER_IS_BETTER)
 
 
-def parse_spec(values: Mapping[str, Any], *, source: str = "spec", name: str = "") -> StudySpec:
-    """Validate the tables of a study file; ``source`` names it in error messages."""
+def parse_spec(
+    values: Mapping[str, Any], *, source: str = "spec", name: str = "", preset: str = ""
+) -> StudySpec:
+    """Validate the tables of a study file; ``source`` names it in error messages.
+
+    ``preset`` (``"quick"``) shrinks the study first (see :mod:`gradkit.studies._tuning_spec`).
+    """
     check_table(values, _TOP, source)
+    if preset:
+        values = apply_preset(values, preset, source)
     if "study" not in values:
         raise SpecError(f"{source}: missing table [study]")
     study = check_table(values["study"], _TABLES["study"], f"{source}: [study]")
@@ -279,7 +203,20 @@ def parse_spec(values: Mapping[str, Any], *, source: str = "spec", name: str = "
         )
     grid = _axes(values.get("grid", {}), f"{source}: [grid]")
     sweep = _axes(values.get("sweep", {}), f"{source}: [sweep]")
-    arms = _parse_arms(values.get("arms", [{"name": "base"}]), sweep, source)
+    tuning = None
+    if "tuning" in values:
+        if sweep:
+            raise SpecError(
+                f"{source}: [sweep] and [tuning] both choose settings; a tuned study gives "
+                "each arm a search space ([[arms]] search) instead"
+            )
+        tuning = parse_tuning(
+            values["tuning"],
+            tuple(seeds),
+            source,
+            min_report_seeds=2 if preset else MIN_REPORT_SEEDS,
+        )
+    arms = _parse_arms(values.get("arms", [{"name": "base"}]), sweep, source, tuning)
     for arm in arms:
         for key in (*arm.sweep, *arm.overrides):
             if key in grid:
@@ -304,8 +241,6 @@ def parse_spec(values: Mapping[str, Any], *, source: str = "spec", name: str = "
     if target is not None and (not isinstance(target, (int, float)) or not 0 < target <= 1):
         raise SpecError(f"{source}: [study] target_accuracy must be in (0, 1], got {target!r}")
     measures = _string_list(study.get("measures", []), f"{source}: [study] measures")
-    from gradkit.studies._measures import MEASURES
-
     for measure in measures:
         if measure not in MEASURES:
             raise SpecError(
@@ -326,6 +261,8 @@ def parse_spec(values: Mapping[str, Any], *, source: str = "spec", name: str = "
         paper=str(study.get("paper", "")),
         description=str(study.get("description", "")),
         source=source,
+        tuning=tuning,
+        preset=preset,
     )
     claims = values.get("claims", [])
     if not isinstance(claims, list):
@@ -336,23 +273,20 @@ def parse_spec(values: Mapping[str, Any], *, source: str = "spec", name: str = "
             _parse_claim(c, spec, f"{source}: claim {i + 1}") for i, c in enumerate(claims)
         ),
     )
-    from gradkit.studies._interpolation import parse_interpolations
-
     spec = dataclasses.replace(
         spec,
         interpolations=parse_interpolations(
             values.get("interpolations", []), [arm.name for arm in arms], source
         ),
     )
-    from gradkit.studies._expand import expand
-    from gradkit.studies._metrics import check_metric_names
-
     plans = expand(spec)  # every run's config must validate now, not an hour into the study
     check_metric_names(spec, plans)  # and every metric named must be one its runs record
     return spec
 
 
-def _parse_arms(arms: Any, sweep: dict[str, tuple[Any, ...]], source: str) -> tuple[Arm, ...]:
+def _parse_arms(
+    arms: Any, sweep: dict[str, tuple[Any, ...]], source: str, tuning: Tuning | None
+) -> tuple[Arm, ...]:
     if not isinstance(arms, list) or not arms:
         raise SpecError(f"{source}: arms must be a non-empty array of tables ([[arms]])")
     parsed: list[Arm] = []
@@ -361,11 +295,28 @@ def _parse_arms(arms: Any, sweep: dict[str, tuple[Any, ...]], source: str) -> tu
         if not isinstance(overrides, Mapping):
             raise SpecError(f"{where}: set must be a table of key = value, got {overrides!r}")
         overrides = {_check_key(k, f"{where} set"): v for k, v in overrides.items()}
-        arm_sweep = _axes(table["sweep"], f"{where} sweep") if "sweep" in table else sweep
+        search: tuple[SearchAxis, ...] = ()
+        if tuning is None:
+            if "search" in table:
+                raise SpecError(
+                    f"{where}: search needs a tuning budget; add [tuning] with budget and seeds"
+                )
+            arm_sweep = _axes(table["sweep"], f"{where} sweep") if "sweep" in table else sweep
+        else:
+            if "sweep" in table:
+                raise SpecError(f"{where}: a tuned study searches, it does not sweep; use search")
+            if "search" not in table:
+                raise SpecError(
+                    f"{where}: needs search (its search space, e.g. search = "
+                    '{ "optim.lr" = { low = 1e-4, high = 1e-1 } }): the study has a [tuning] '
+                    f"budget of {tuning.budget} trials per arm"
+                )
+            search = parse_search(table["search"], tuning.budget, where, _check_key)
+            arm_sweep = {axis.key: axis.values for axis in search}
         for key in arm_sweep:
             if key in overrides:
                 raise SpecError(f"{where}: {key!r} is both set and swept")
-        parsed.append(Arm(name, overrides, arm_sweep, str(table.get("description", ""))))
+        parsed.append(Arm(name, overrides, arm_sweep, str(table.get("description", "")), search))
     return tuple(parsed)
 
 
@@ -419,8 +370,93 @@ def _parse_claim(table: Any, spec: StudySpec, where: str) -> Claim:
     )
 
 
-def load_spec(path: str | os.PathLike[str]) -> StudySpec:
-    """Read and validate a study file; errors are :class:`SpecError` naming the file."""
+# ---------------------------------------------------------------- interpolations
+
+INTERPOLATION_KEYS = ("name", "from", "to", "alphas", "description")
+"""The keys of an ``[[interpolations]]`` table."""
+_RANGE_KEYS = ("start", "stop", "points")
+_DECIMALS = 12  # alphas are rounded, so that linspace's 1.0000000000000002 is 1
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _alphas(value: Any, where: str) -> tuple[float, ...]:
+    """The coordinates of ``alphas``: a table ``{start, stop, points}`` or a list of numbers."""
+    if isinstance(value, Mapping):
+        unknown = [key for key in value if key not in _RANGE_KEYS]
+        if unknown or set(value) != set(_RANGE_KEYS):
+            raise SpecError(
+                f"{where}: alphas must be a table with start, stop and points, got {dict(value)!r}"
+            )
+        start, stop, points = value["start"], value["stop"], value["points"]
+        if not _number(start) or not _number(stop) or not start < stop:
+            raise SpecError(
+                f"{where}: alphas needs numbers start < stop, got start={start!r}, stop={stop!r}"
+            )
+        if isinstance(points, bool) or not isinstance(points, int) or points < 2:
+            raise SpecError(f"{where}: alphas points must be an integer >= 2, got {points!r}")
+        step = (stop - start) / (points - 1)
+        values = [start + i * step for i in range(points)]
+    elif isinstance(value, list):
+        if len(value) < 2 or not all(_number(v) for v in value):
+            raise SpecError(f"{where}: alphas must list at least 2 finite numbers, got {value!r}")
+        if any(b <= a for a, b in itertools.pairwise(value)):
+            raise SpecError(f"{where}: alphas must increase, got {value!r}")
+        values = list(value)
+    else:
+        raise SpecError(
+            f"{where}: alphas must be {{ start = ..., stop = ..., points = ... }} or a list "
+            f"of numbers, got {value!r}"
+        )
+    alphas = tuple(round(float(v), _DECIMALS) + 0.0 for v in values)
+    if 0.0 not in alphas or 1.0 not in alphas:
+        raise SpecError(
+            f"{where}: alphas must contain 0 and 1 (the two solutions), got "
+            f"{', '.join(f'{a:g}' for a in alphas)}"
+        )
+    return alphas
+
+
+def parse_interpolations(
+    tables: Any, arms: Sequence[str], source: str
+) -> tuple[Interpolation, ...]:
+    """Validate the ``[[interpolations]]`` tables of a study file against its ``arms``."""
+    if not isinstance(tables, list):
+        raise SpecError(f"{source}: interpolations must be an array of tables ([[interpolations]])")
+    parsed: list[Interpolation] = []
+    for where, name, table in named_tables(tables, INTERPOLATION_KEYS, "interpolation", source):
+        for key in ("from", "to"):
+            arm = table.get(key)
+            if not isinstance(arm, str):
+                raise SpecError(f"{where}: needs {key} (the name of an arm), got {arm!r}")
+            if arm not in arms:
+                raise SpecError(
+                    f"{where}: {key} {arm!r} is not an arm{did_you_mean(arm, arms, n=1)} "
+                    f"(arms: {', '.join(arms)})"
+                )
+        if table["from"] == table["to"]:
+            raise SpecError(f"{where}: from and to are the same arm {table['from']!r}")
+        if "alphas" not in table:
+            raise SpecError(
+                f"{where}: needs alphas, e.g. {{ start = -0.5, stop = 1.5, points = 21 }}"
+            )
+        parsed.append(
+            Interpolation(
+                name,
+                table["from"],
+                table["to"],
+                _alphas(table["alphas"], where),
+                str(table.get("description", "")),
+            )
+        )
+    return tuple(parsed)
+
+
+def load_spec(path: str | os.PathLike[str], *, preset: str = "") -> StudySpec:
+    """Read and validate a study file (shrunk by ``preset``); errors are :class:`SpecError`
+    naming the file."""
     path = Path(path)
     try:
         with open(path, "rb") as stream:
@@ -429,9 +465,4 @@ def load_spec(path: str | os.PathLike[str]) -> StudySpec:
         raise SpecError(f"study: no such file {str(path)!r}") from None
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"{path}: not valid TOML: {error}") from None
-    return parse_spec(values, source=str(path), name=path.stem)
-
-
-def is_finite_number(value: Any) -> bool:
-    """Whether ``value`` is a real, finite number (not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return parse_spec(values, source=str(path), name=path.stem, preset=preset)
