@@ -1,4 +1,9 @@
-"""One page over many studies: each study's verdicts, linked to its own report."""
+"""One page over many studies: each study's verdicts, linked to its own report.
+
+The page is written twice: ``REPORT.md`` (links to each study's ``REPORT.md``) and
+``index.html``, the same Markdown rendered, its links to each study's ``report.html`` and its
+images relative, so the folder of studies can be mailed or served as it is.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import os
 from pathlib import Path
 
 from gradkit._io import atomic_output
+from gradkit.studies._html import markdown_page
 from gradkit.studies._runner import SPEC_NAME
 from gradkit.studies._spec import load_spec
 
@@ -14,9 +20,10 @@ __all__ = ["write_index"]
 
 
 def write_index(root: str | os.PathLike[str], name: str = "REPORT.md") -> Path:
-    """Write ``root/REPORT.md``: for every study directory below ``root`` that has a report
-    (``report.json`` and its ``study.toml``), its title, paper, runs and the verdict of each
-    claim with its difference and 95% interval, linked to the study's own report.
+    """Write ``root/REPORT.md`` and ``root/index.html``: for every study directory below
+    ``root`` that has a report (``report.json`` and its ``study.toml``), its title, paper, runs
+    and the verdict of each claim with its difference and 95% interval, linked to the study's
+    own report.
 
     Raises ``FileNotFoundError`` if no study directory with a report is found.
     """
@@ -62,9 +69,10 @@ def write_index(root: str | os.PathLike[str], name: str = "REPORT.md") -> Path:
             ]
         sections.append("\n".join(lines))
     summary = ", ".join(f"{count} {outcome}" for outcome, count in counts.items())
+    title = "Studies: do the lecture's claims hold on MNIST-1D?"
     text = "\n\n".join(
         [
-            "# Studies: do the lecture's claims hold on MNIST-1D?",
+            f"# {title}",
             f"{len(studies)} studies; claims: {summary}. Each study's own report has the arms "
             "(mean and 95% interval over seeds), the learning rate chosen on the validation "
             "split, curves, heatmaps and the rule behind each verdict. Produced by "
@@ -75,5 +83,8 @@ def write_index(root: str | os.PathLike[str], name: str = "REPORT.md") -> Path:
     )
     target = root / name
     with atomic_output(target) as temporary:
-        temporary.write_text(text + "\n")
+        temporary.write_text(text + "\n", encoding="utf-8")
+    with atomic_output(root / "index.html") as temporary:
+        page = markdown_page(title, text + "\n", base=root, embed_images=False)
+        temporary.write_text(page, encoding="utf-8")
     return target
