@@ -16,7 +16,8 @@ def test_report_html_renders_the_markdown(finished_study: Path) -> None:
     assert "<th>arm</th>" in page and page.count("<table>") == page.count("</table>") >= 2
     images = re.findall(r'<img alt="[^"]+" src="([^"]+)"', page)
     markdown = (finished_study / "REPORT.md").read_text(encoding="utf-8")
-    assert len(images) == markdown.count("![") >= 2
+    assert len(images) == markdown.count("![") >= 3
+    assert "![verdicts:" in markdown and (finished_study / "plots" / "verdicts.png").is_file()
     assert all(src.startswith("data:image/png;base64,") for src in images)
 
 
@@ -40,6 +41,6 @@ def test_summary_page_links_each_study_report_html(finished_study: Path, tmp_pat
     assert '<a href="tiny/report.html">' in page
     assert "REPORT.md" not in page and "`" not in page
     images = re.findall(r'<img alt="[^"]*" src="([^"]+)"', page)
-    assert images
+    assert images[0] == "plots/verdicts.png"  # the forest plot of every study's claims
     for source in images:
         assert not source.startswith("data:") and (root / source).is_file()

@@ -21,14 +21,9 @@ from gradkit._io import atomic_output
 from gradkit.studies._analysis import Analysis, InterpolationResult, analyze
 from gradkit.studies._expand import format_point
 from gradkit.studies._html import markdown_page
-from gradkit.studies._plots import (
-    plot_axis,
-    plot_curves,
-    plot_heatmaps,
-    plot_interpolations,
-    plot_signal_propagation,
-    plot_time_to_target,
-)
+from gradkit.studies._measure_plots import plot_interpolations, plot_signal_propagation
+from gradkit.studies._outcome_plots import plot_time_to_target, plot_verdicts, verdict_rows
+from gradkit.studies._plots import LOSS_SMOOTHING_SPAN, plot_axis, plot_curves, plot_heatmaps
 from gradkit.studies._runner import SPEC_NAME, STORE_NAME
 from gradkit.studies._spec import load_spec
 from gradkit.studies._stats import mean_ci
@@ -254,12 +249,16 @@ def write_report(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     plots_dir.mkdir(exist_ok=True)
     metric = spec.metrics[0]
     plots = {
-        "learning curves (mean, 95% band over seeds)": plot_curves(
-            analysis, plots_dir / "curves.png"
-        ),
+        "verdicts: each claim's paired difference with its 95% interval, the margin of its "
+        "test shaded": plot_verdicts(verdict_rows(analysis), plots_dir / "verdicts.png"),
+        "learning curves (mean, 95% band over seeds; the training loss smoothed by an "
+        f"exponential moving average of its logarithm over {LOSS_SMOOTHING_SPAN} logged "
+        "points)": plot_curves(analysis, plots_dir / "curves.png"),
         f"{metric} against the grid": plot_axis(analysis, plots_dir / "axis.png", metric),
         f"heatmap of {metric}": plot_heatmaps(analysis, plots_dir / "heatmap.png", metric),
-        "time to accuracy": plot_time_to_target(analysis, plots_dir / "time_to_target.png"),
+        "time to accuracy (k/n: seeds that reached it; hatched: not every seed did)": (
+            plot_time_to_target(analysis, plots_dir / "time_to_target.png")
+        ),
         "interpolation between the solutions (train solid, test dashed; mean, 95% band over "
         "seeds)": plot_interpolations(analysis, plots_dir / "interpolation.png"),
         "signal propagation at initialisation (mean, 95% band over seeds)": (

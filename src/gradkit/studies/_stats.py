@@ -108,6 +108,7 @@ class Verdict:
     high: float
     seeds: int
     rule: str
+    detectable: float | None = None
 
 
 def verdict(
