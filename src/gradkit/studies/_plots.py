@@ -1,29 +1,68 @@
-"""The report's figures (matplotlib, Agg): curves with bands, heatmaps, axis plots, time-to-target,
-interpolations between two arms' solutions and signal propagation profiles.
+"""The report's figures (matplotlib, Agg) of the runs: curves with bands, heatmaps and axis
+plots, and what they share (the look of each arm, atomic PNG writing). The figures of the
+outcomes (verdicts, time to target, performance profiles) are in
+:mod:`gradkit.studies._outcome_plots`; those of the measures (interpolations, signal
+propagation) in :mod:`gradkit.studies._measure_plots`.
 
-Each function writes one PNG and returns its path, or ``None`` when the study has nothing to
-show in it. Bands are the 95% t interval over seeds at each step (none for a single seed).
+Each function writes one PNG (atomically) and returns its path, or ``None`` when the study has
+nothing to show in it. Bands are the 95% t interval over seeds at each step (none for a single
+seed). Every arm keeps one look in every figure (:func:`arm_style`): a colour of the Okabe-Ito
+palette, which colour-blind readers can tell apart, combined with a line style, so that no two
+of up to 28 arms look alike (a marker tells further arms apart).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gradkit._io import atomic_output
 from gradkit.studies._analysis import Analysis, Cell, key_of
 from gradkit.studies._expand import format_point
 from gradkit.studies._stats import mean_ci
 
 __all__ = [
+    "LOSS_SMOOTHING_SPAN",
+    "MAX_BANDS",
+    "CurvePanel",
+    "arm_style",
+    "curve_panels",
+    "log_band",
     "plot_axis",
     "plot_curves",
     "plot_heatmaps",
-    "plot_interpolations",
-    "plot_signal_propagation",
-    "plot_time_to_target",
+    "save_figure",
 ]
+
+# Okabe & Ito (2008), without its yellow, which vanishes on white.
+PALETTE = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7")
+LINE_STYLES = ("-", "--", ":", "-.")
+_MARKERS = ("", "o", "s", "^", "v", "D", "x", "+")
+
+MAX_BANDS = 8
+"""Past this many arms the curves have no bands: a dozen overlapping bands hide the lines (the
+intervals are in the report's table)."""
+
+LOSS_SMOOTHING_SPAN = 10
+"""The training loss's exponential moving average spans this many logged points."""
+
+
+def arm_style(number: int) -> dict[str, Any]:
+    """The colour, line style and marker of the ``number``-th arm (matplotlib keywords).
+
+    Colour and style cycle with co-prime lengths (7 and 4), so neighbouring arms differ in both
+    and the first 28 arms have distinct (colour, style) pairs; a marker separates further arms.
+    """
+    marker = _MARKERS[(number // (len(PALETTE) * len(LINE_STYLES))) % len(_MARKERS)]
+    return {
+        "color": PALETTE[number % len(PALETTE)],
+        "linestyle": LINE_STYLES[number % len(LINE_STYLES)],
+        "marker": marker or None,
+    }
 
 
 def _pyplot() -> Any:
@@ -33,6 +72,14 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(figure: Any, path: Path) -> Path:
+    """Write ``figure`` to ``path`` as a PNG, atomically, and close it."""
+    with atomic_output(path) as temporary:
+        figure.savefig(temporary, dpi=90, format="png")
+    _pyplot().close(figure)
+    return path
 
 
 def _band(
@@ -54,6 +101,43 @@ def _band(
     return steps, means, lows, highs
 
 
+def _smoothed_log(points: Sequence[tuple[int, float]], span: int) -> list[tuple[int, float]]:
+    """The exponential moving average (weight ``2 / (span + 1)``) of ``log(value)``, started at
+    the first value; it ends at the first value that is not finite and positive (divergence)."""
+    weight = 2.0 / (span + 1)
+    smoothed: list[tuple[int, float]] = []
+    average = math.nan
+    for step, value in points:
+        if not (math.isfinite(value) and value > 0):
+            break
+        logarithm = math.log(value)
+        average = logarithm if not smoothed else average + weight * (logarithm - average)
+        smoothed.append((step, average))
+    return smoothed
+
+
+def log_band(
+    per_seed: Mapping[int, Sequence[tuple[int, float]]], span: int = LOSS_SMOOTHING_SPAN
+) -> tuple[list[int], list[float], list[float], list[float]]:
+    """Steps, centre, low and high of a positive quantity (a loss) over seeds: each seed's
+    curve smoothed by an EMA of its logarithm, then the mean and 95% t interval over seeds of
+    the smoothed logarithms, exponentiated (a geometric mean with a multiplicative band, which
+    stays positive and symmetric on a log axis)."""
+    steps, means, lows, highs = _band({s: _smoothed_log(p, span) for s, p in per_seed.items()})
+    return steps, *([math.exp(v) for v in values] for values in (means, lows, highs))
+
+
+@dataclass
+class CurvePanel:
+    """One grid point's curves: per arm ``(label, style number, steps, centre, low, high)``."""
+
+    title: str
+    accuracy_label: str
+    loss_label: str
+    accuracy: list[tuple[str, int, list[int], list[float], list[float], list[float]]]
+    loss: list[tuple[str, int, list[int], list[float], list[float], list[float]]]
+
+
 def _grid_points(analysis: Analysis) -> list[dict[str, Any]]:
     seen: dict[str, dict[str, Any]] = {}
     for cell in analysis.cells:
@@ -61,41 +145,105 @@ def _grid_points(analysis: Analysis) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
+def curve_panels(analysis: Analysis) -> list[CurvePanel]:
+    """The curves of :func:`plot_curves`, one panel per grid point.
+
+    Accuracy is on the validation split (``val_accuracy``, the split that selected each arm's
+    setting) where the store has it, else on test, and the label says which. The training loss
+    is smoothed (:func:`log_band`). Each arm's label carries its selected sweep point.
+    """
+    cells = {(c.arm, key_of(c.grid)): c for c in analysis.cells}
+    panels = []
+    for point in _grid_points(analysis):
+        key = key_of(point)
+        split = (
+            "val"
+            if any((a.name, key, "val_accuracy") in analysis.curves for a in analysis.spec.arms)
+            else "test"
+        )
+        accuracy, loss, spacing = [], [], []
+        for number, arm in enumerate(analysis.spec.arms):
+            cell = cells.get((arm.name, key))
+            selected = format_point(cell.selected) if cell is not None else ""
+            label = f"{arm.name} ({selected})" if selected else arm.name
+            per_seed = analysis.curves.get((arm.name, key, f"{split}_accuracy"))
+            if per_seed:
+                accuracy.append((label, number, *_band(per_seed)))
+            per_seed = analysis.curves.get((arm.name, key, "loss"))
+            if per_seed:
+                loss.append((label, number, *log_band(per_seed)))
+                for points in per_seed.values():
+                    steps = [step for step, _ in points]
+                    spacing += [b - a for a, b in itertools.pairwise(steps)]
+        every = sorted(spacing)[len(spacing) // 2] if spacing else 1
+        panels.append(
+            CurvePanel(
+                title=format_point(point) or analysis.spec.name,
+                accuracy_label="validation accuracy"
+                if split == "val"
+                else "test accuracy (no validation split)",
+                loss_label=f"training loss (EMA of log, span {LOSS_SMOOTHING_SPAN * every} steps)",
+                accuracy=accuracy,
+                loss=loss,
+            )
+        )
+    return panels
+
+
 def plot_curves(analysis: Analysis, path: Path) -> Path | None:
-    """Test accuracy and training loss against steps, one column per grid point."""
-    points = _grid_points(analysis)
+    """Accuracy (validation where stored) and smoothed training loss against steps, one column
+    per grid point, mean and 95% band over seeds (no bands past :data:`MAX_BANDS` arms); the
+    legend, below each column, names each arm with its selected setting."""
     if not analysis.curves:
         return None
+    panels = curve_panels(analysis)
     plt = _pyplot()
-    columns = len(points)
+    arms = len(analysis.spec.arms)
+    legend_rows = math.ceil(arms / 2)
     figure, axes = plt.subplots(
-        2, columns, figsize=(4.2 * columns + 1, 6.5), squeeze=False, constrained_layout=True
+        2,
+        len(panels),
+        figsize=(max(7.0, 4.6 * len(panels) + 0.5), 6.0 + 0.22 * legend_rows),
+        squeeze=False,
+        constrained_layout=True,
     )
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for column, point in enumerate(points):
-        for row, (name, label) in enumerate(
-            (("test_accuracy", "test accuracy"), ("loss", "training loss"))
+    for column, panel in enumerate(panels):
+        for row, (series, label) in enumerate(
+            ((panel.accuracy, panel.accuracy_label), (panel.loss, panel.loss_label))
         ):
             axis = axes[row][column]
-            for number, arm in enumerate(analysis.spec.arms):
-                per_seed = analysis.curves.get((arm.name, key_of(point), name))
-                if not per_seed:
+            for name, number, steps, centre, lows, highs in series:
+                style = arm_style(number)
+                axis.plot(
+                    steps, centre, label=name, linewidth=1.5, markevery=0.1, markersize=4, **style
+                )
+                if len(series) > MAX_BANDS:
                     continue
-                steps, means, lows, highs = _band(per_seed)
-                color = colors[number % len(colors)]
-                axis.plot(steps, means, color=color, label=arm.name, linewidth=1.4)
-                axis.fill_between(steps, lows, highs, color=color, alpha=0.2, linewidth=0)
+                if row == 0:  # an accuracy's interval ends at 0 and 1
+                    lows, highs = [max(0.0, v) for v in lows], [min(1.0, v) for v in highs]
+                axis.fill_between(steps, lows, highs, color=style["color"], alpha=0.15, lw=0)
             axis.set_xlabel("step")
-            axis.set_ylabel(label)
-            if name == "loss":
+            axis.set_ylabel(label, fontsize=8)
+            if row == 1 and series:
                 axis.set_yscale("log")
             if row == 0:
-                axis.set_title(format_point(point) or analysis.spec.name, fontsize=9)
-                axis.legend(fontsize=7)
+                bands = "" if len(series) <= MAX_BANDS else f" (no bands past {MAX_BANDS} arms)"
+                axis.set_title(panel.title + bands, fontsize=9)
             axis.grid(alpha=0.3)
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
+        handles, labels = axes[0][column].get_legend_handles_labels()
+        if not handles:
+            handles, labels = axes[1][column].get_legend_handles_labels()
+        if handles:
+            axes[1][column].legend(
+                handles,
+                labels,
+                fontsize=7,
+                ncol=2,
+                loc="upper center",
+                bbox_to_anchor=(0.5, -0.22),
+                frameon=False,
+            )
+    return save_figure(figure, path)
 
 
 def _matrix(
@@ -105,9 +253,10 @@ def _matrix(
 
 
 def plot_heatmaps(analysis: Analysis, path: Path, metric: str) -> Path | None:
-    """Mean ``metric`` over seeds on a two-axis grid, or on each arm's two-axis sweep."""
+    """Mean ``metric`` over seeds on a two-axis grid, or on each arm's two-axis sweep with the
+    sweep point selected on validation outlined."""
     spec = analysis.spec
-    panels: list[tuple[str, str, str, list[Any], list[Any], dict[tuple[Any, Any], float]]] = []
+    panels: list[tuple[str, str, str, list[Any], list[Any], dict[tuple[Any, Any], float], Any]] = []
     if len(spec.grid) == 2:
         x_key, y_key = spec.grid
         for arm in spec.arms:
@@ -117,7 +266,15 @@ def plot_heatmaps(analysis: Analysis, path: Path, metric: str) -> Path | None:
                 if c.arm == arm.name
             }
             panels.append(
-                (arm.name, x_key, y_key, list(spec.grid[x_key]), list(spec.grid[y_key]), values)
+                (
+                    arm.name,
+                    x_key,
+                    y_key,
+                    list(spec.grid[x_key]),
+                    list(spec.grid[y_key]),
+                    values,
+                    None,  # each grid cell selects its own sweep point: no one point to mark
+                )
             )
     else:
         for cell in analysis.cells:
@@ -133,7 +290,10 @@ def plot_heatmaps(analysis: Analysis, path: Path, metric: str) -> Path | None:
                         numbers
                     )
             title = f"{cell.arm} {format_point(cell.grid)}".strip()
-            panels.append((title, x_key, y_key, list(sweep[x_key]), list(sweep[y_key]), values))
+            selected = (cell.selected[x_key], cell.selected[y_key]) if cell.selected else None
+            panels.append(
+                (title, x_key, y_key, list(sweep[x_key]), list(sweep[y_key]), values, selected)
+            )
     if not panels:
         return None
     plt = _pyplot()
@@ -146,8 +306,22 @@ def plot_heatmaps(analysis: Analysis, path: Path, metric: str) -> Path | None:
     )
     finite = [v for panel in panels for v in panel[5].values() if math.isfinite(v)]
     low, high = (min(finite), max(finite)) if finite else (0.0, 1.0)
-    for axis, (title, x_key, y_key, xs, ys, values) in zip(axes[0], panels, strict=True):
+    from matplotlib.patches import Rectangle
+
+    for axis, (title, x_key, y_key, xs, ys, values, selected) in zip(axes[0], panels, strict=True):
         matrix = _matrix(values, xs, ys)
+        if selected is not None and selected[0] in xs and selected[1] in ys:
+            axis.add_patch(
+                Rectangle(
+                    (xs.index(selected[0]) - 0.5, ys.index(selected[1]) - 0.5),
+                    1,
+                    1,
+                    fill=False,
+                    edgecolor="#D55E00",
+                    linewidth=2.5,
+                )
+            )
+            title += "\n(outlined: selected on validation)"
         image = axis.imshow(
             matrix, origin="lower", cmap="viridis", vmin=low, vmax=high, aspect="auto"
         )
@@ -173,9 +347,7 @@ def plot_heatmaps(analysis: Analysis, path: Path, metric: str) -> Path | None:
         axis.set_ylabel(y_key)
         axis.set_title(title, fontsize=9)
     figure.colorbar(image, ax=list(axes[0]), label=f"mean {metric}")
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def plot_axis(analysis: Analysis, path: Path, metric: str) -> Path | None:
@@ -188,7 +360,7 @@ def plot_axis(analysis: Analysis, path: Path, metric: str) -> Path | None:
         return None
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5.5, 3.8), constrained_layout=True)
-    for arm in spec.arms:
+    for number, arm in enumerate(spec.arms):
         cells: list[Cell] = [c for c in analysis.cells if c.arm == arm.name]
         xs, means, errors = [], [], []
         for cell in cells:
@@ -198,168 +370,11 @@ def plot_axis(analysis: Analysis, path: Path, metric: str) -> Path | None:
                 means.append(mean)
                 errors.append(0.0 if math.isnan(half) else half)
         if xs:
-            axis.errorbar(xs, means, yerr=errors, marker="o", capsize=3, label=arm.name)
+            style = {**arm_style(number), "marker": arm_style(number)["marker"] or "o"}
+            axis.errorbar(xs, means, yerr=errors, capsize=3, label=arm.name, **style)
     axis.set_xscale("log", base=2)
     axis.set_xlabel(key)
     axis.set_ylabel(f"{metric} (mean, 95% CI)")
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
-
-
-def plot_time_to_target(analysis: Analysis, path: Path) -> Path | None:
-    """Steps and seconds to the target accuracy per cell (mean and 95% interval)."""
-    if analysis.spec.target_accuracy is None:
-        return None
-    rows = []
-    for cell in analysis.cells:
-        steps, steps_half, n = cell.summary("steps_to_target")
-        seconds, seconds_half, _ = cell.summary("seconds_to_target")
-        if n:
-            label = f"{cell.arm} {format_point(cell.grid)}".strip()
-            rows.append((label, steps, steps_half, seconds, seconds_half))
-    if not rows:
-        return None
-    plt = _pyplot()
-    figure, axes = plt.subplots(1, 2, figsize=(10, 0.35 * len(rows) + 1.5), constrained_layout=True)
-    labels = [row[0] for row in rows]
-    for axis, (value, half, unit) in zip(axes, ((1, 2, "steps"), (3, 4, "seconds")), strict=True):
-        errors = [0.0 if math.isnan(row[half]) else row[half] for row in rows]
-        axis.barh(labels, [row[value] for row in rows], xerr=errors, capsize=3, color="#4c72b0")
-        axis.set_xlabel(f"{unit} to test accuracy {analysis.spec.target_accuracy:g}")
-        axis.invert_yaxis()
-        axis.tick_params(axis="y", labelsize=7)
-        axis.grid(alpha=0.3, axis="x")
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
-
-
-def _mean_band(rows: list[list[float]]) -> tuple[list[float], list[float], list[float]]:
-    """Mean, low and high over equally long rows (one per seed), position by position."""
-    means, lows, highs = [], [], []
-    for values in zip(*rows, strict=True):
-        finite = [v for v in values if math.isfinite(v)]
-        mean, half = mean_ci(finite) if finite else (math.nan, math.nan)
-        half = 0.0 if math.isnan(half) else half
-        means.append(mean)
-        lows.append(mean - half)
-        highs.append(mean + half)
-    return means, lows, highs
-
-
-def plot_interpolations(analysis: Analysis, path: Path) -> Path | None:
-    """Loss (left axis) and accuracy (right axis) against alpha, as arXiv 1609.04836, Fig. 3:
-    training split solid, test split dashed, mean over seeds with the 95% band; one panel per
-    interpolation and grid point."""
-    results = [r for r in analysis.interpolations if r.curves]
-    if not results:
-        return None
-    plt = _pyplot()
-    figure, axes = plt.subplots(
-        1, len(results), figsize=(6.2 * len(results), 4.2), squeeze=False, constrained_layout=True
-    )
-    for axis, result in zip(axes[0], results, strict=True):
-        curves = list(result.curves.values())
-        alphas = curves[0]["alpha"]
-        twin = axis.twinx()
-        for target, quantity, color in ((axis, "loss", "C0"), (twin, "accuracy", "C3")):
-            for split, style in (("train", "-"), ("test", "--")):
-                rows = [c[f"{split}_{quantity}"] for c in curves]
-                means, lows, highs = _mean_band(rows)
-                target.plot(
-                    alphas, means, style, color=color, linewidth=1.5, label=f"{split} {quantity}"
-                )
-                target.fill_between(alphas, lows, highs, color=color, alpha=0.15, linewidth=0)
-        losses = [v for c in curves for k in ("train_loss", "test_loss") for v in c[k]]
-        positive = [v for v in losses if math.isfinite(v) and v > 0]
-        if positive and max(positive) / min(positive) > 100:
-            axis.set_yscale("log")
-        interpolation = result.interpolation
-        for position, arm in ((0, interpolation.from_arm), (1, interpolation.to_arm)):
-            axis.axvline(position, color="grey", linewidth=0.6, linestyle=":")
-            axis.annotate(
-                arm,
-                (position, 1.0),
-                xycoords=("data", "axes fraction"),
-                fontsize=7,
-                ha="center",
-                va="bottom",
-            )
-        axis.set_xlabel("alpha")
-        axis.set_ylabel("cross-entropy loss", color="C0")
-        twin.set_ylabel("accuracy", color="C3")
-        twin.set_ylim(0.0, 1.0)
-        title = f"{interpolation.name} {format_point(result.grid)}".strip()
-        axis.set_title(f"{title} ({len(curves)} seeds)", fontsize=9, pad=14)
-        lines = axis.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-        axis.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="center left")
-        axis.grid(alpha=0.3)
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
-
-
-_SIGNAL_PANELS = (
-    ("spp_squared_mean", "average squared channel mean"),
-    ("spp_variance", "average channel variance"),
-    ("spp_residual_variance", "residual variance"),
-)
-
-
-def plot_signal_propagation(analysis: Analysis, path: Path) -> Path | None:
-    """Signal propagation at initialisation against block depth, one line per arm (and grid
-    point), mean over seeds with the 95% band: arXiv 2101.08692, Fig. 1.
-
-    Arms that differ only in training (e.g. AGC or not) share their initial network, so their
-    lines coincide; each arm has its own line style so that both stay visible. On a log axis
-    the band's low end is kept at or above the smallest seed's value.
-    """
-    if not analysis.profiles:
-        return None
-    plt = _pyplot()
-    figure, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    styles = ("-", "--", ":", "-.")
-    for axis, (name, label) in zip(axes, _SIGNAL_PANELS, strict=True):
-        series = []
-        for number, cell in enumerate(analysis.cells):
-            per_seed = analysis.profiles.get((cell.arm, key_of(cell.grid), name))
-            if per_seed:
-                rows = list(per_seed.values())
-                series.append((number, cell, rows, *_mean_band(rows)))
-        shown = [v for *_, means, _, _ in series for v in means if math.isfinite(v)]
-        positive = [v for v in shown if v > 0]
-        log = bool(positive) and len(positive) == len(shown) and max(positive) / min(positive) > 100
-        depth: list[int] = []
-        for number, cell, rows, means, lows, highs in series:
-            depth = list(range(1, len(means) + 1))
-            if log:
-                smallest = [min(column) for column in zip(*rows, strict=True)]
-                lows = [max(low, floor) for low, floor in zip(lows, smallest, strict=True)]
-            color = colors[number % len(colors)]
-            axis.plot(
-                depth,
-                means,
-                styles[number % len(styles)],
-                marker="o",
-                markersize=max(2.0, 6.0 - number),
-                linewidth=max(1.0, 3.5 - 0.6 * number),  # later lines thinner, on top
-                color=color,
-                label=f"{cell.arm} {format_point(cell.grid)}".strip(),
-            )
-            axis.fill_between(depth, lows, highs, color=color, alpha=0.15, linewidth=0)
-        if log:
-            axis.set_yscale("log")
-        else:
-            axis.set_ylim(bottom=0.0)
-        axis.set_xticks(depth)
-        axis.set_xlabel("residual block")
-        axis.set_title(label, fontsize=10)
-        axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    return save_figure(figure, path)

@@ -1,5 +1,6 @@
 """Write a study's report: ``REPORT.md`` (plots beside it in ``plots/``), ``report.html`` (the
-same, with the plots embedded, one self-contained file) and ``report.json`` (every number).
+same Markdown rendered by the ``markdown`` package, the plots embedded: one self-contained
+file) and ``report.json`` (every number).
 
 Numbers are means over seeds with the half-width of the 95% t interval (``0.8123 ± 0.0100``),
 at each arm's sweep point that was best on validation. A study with interpolations gets their
@@ -9,9 +10,7 @@ propagation gets its per-block plot.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import html
 import json
 import math
 import os
@@ -21,14 +20,10 @@ from typing import Any
 from gradkit._io import atomic_output
 from gradkit.studies._analysis import Analysis, InterpolationResult, analyze
 from gradkit.studies._expand import format_point
-from gradkit.studies._plots import (
-    plot_axis,
-    plot_curves,
-    plot_heatmaps,
-    plot_interpolations,
-    plot_signal_propagation,
-    plot_time_to_target,
-)
+from gradkit.studies._html import markdown_page
+from gradkit.studies._measure_plots import plot_interpolations, plot_signal_propagation
+from gradkit.studies._outcome_plots import plot_time_to_target, plot_verdicts, verdict_rows
+from gradkit.studies._plots import LOSS_SMOOTHING_SPAN, plot_axis, plot_curves, plot_heatmaps
 from gradkit.studies._protocol_report import json_performance, performance_tables, tuning_table
 from gradkit.studies._runner import SPEC_NAME, STORE_NAME, read_preset
 from gradkit.studies._spec import load_spec
@@ -286,12 +281,16 @@ def write_report(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     plots_dir.mkdir(exist_ok=True)
     metric = spec.metrics[0]
     plots = {
-        "learning curves (mean, 95% band over seeds)": plot_curves(
-            analysis, plots_dir / "curves.png"
-        ),
+        "verdicts: each claim's paired difference with its 95% interval, the margin of its "
+        "test shaded": plot_verdicts(verdict_rows(analysis), plots_dir / "verdicts.png"),
+        "learning curves (mean, 95% band over seeds; the training loss smoothed by an "
+        f"exponential moving average of its logarithm over {LOSS_SMOOTHING_SPAN} logged "
+        "points)": plot_curves(analysis, plots_dir / "curves.png"),
         f"{metric} against the grid": plot_axis(analysis, plots_dir / "axis.png", metric),
         f"heatmap of {metric}": plot_heatmaps(analysis, plots_dir / "heatmap.png", metric),
-        "time to accuracy": plot_time_to_target(analysis, plots_dir / "time_to_target.png"),
+        "time to accuracy (k/n: seeds that reached it; hatched: not every seed did)": (
+            plot_time_to_target(analysis, plots_dir / "time_to_target.png")
+        ),
         "interpolation between the solutions (train solid, test dashed; mean, 95% band over "
         "seeds)": plot_interpolations(analysis, plots_dir / "interpolation.png"),
         "signal propagation at initialisation (mean, 95% band over seeds)": (
@@ -338,50 +337,11 @@ def write_report(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
         temporary.write_text("\n".join(markdown) + "\n", encoding="utf-8")
     written["markdown"] = out / "REPORT.md"
     with atomic_output(out / "report.html") as temporary:
-        temporary.write_text(_html(title, intro, tables, shown), encoding="utf-8")
+        page = markdown_page(title, "\n".join(markdown), base=out, embed_images=True)
+        temporary.write_text(page, encoding="utf-8")
     written["html"] = out / "report.html"
     with atomic_output(out / "report.json") as temporary:
         temporary.write_text(json.dumps(_numbers(analysis), indent=2) + "\n", encoding="utf-8")
     written["json"] = out / "report.json"
     written.update({path.stem: path for path in shown.values()})
     return written
-
-
-def _html(
-    title: str,
-    intro: list[str],
-    tables: dict[str, tuple[list[str], list[list[str]]]],
-    plots: dict[str, Path],
-) -> str:
-    def cell(text: str, tag: str) -> str:
-        escaped = html.escape(text)
-        if escaped.startswith("**") and escaped.endswith("**"):
-            escaped = f"<strong>{escaped[2:-2]}</strong>"
-        return f"<{tag}>{escaped}</{tag}>"
-
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;"
-        "padding:0 1em}table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#f3f3f3}"
-        "img{max-width:100%}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        *[f"<p>{html.escape(line)}</p>" for line in intro if line],
-    ]
-    for name, (header, rows) in tables.items():
-        parts.append(f"<h2>{html.escape(name)}</h2><table>")
-        parts.append("<tr>" + "".join(cell(h, "th") for h in header) + "</tr>")
-        parts += ["<tr>" + "".join(cell(c, "td") for c in row) + "</tr>" for row in rows]
-        parts.append("</table>")
-    if plots:
-        parts.append("<h2>Plots</h2>")
-        for caption, path in plots.items():
-            data = base64.b64encode(path.read_bytes()).decode("ascii")
-            parts.append(
-                f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-            )
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
