@@ -24,6 +24,7 @@ from gradkit.optim._adaptive import (
     scale_by_adagrad,
     scale_by_rms,
 )
+from gradkit.optim._averaging import EMA, SWA, update_bn
 from gradkit.optim._basic import (
     AddDecayedWeights,
     ScaleByLearningRate,
@@ -63,6 +64,7 @@ from gradkit.optim._registry import OPTIMIZERS, OptimizerSpec, create_optimizer,
 from gradkit.optim._sam import SAM
 
 __all__ = [
+    "EMA",
     "LAMB",
     "LARS",
     "NORM_MODULES",
@@ -70,6 +72,7 @@ __all__ = [
     "SAM",
     "SGD",
     "SGDW",
+    "SWA",
     "Adadelta",
     "Adagrad",
     "Adam",
@@ -117,5 +120,6 @@ __all__ = [
     "trace",
     "unitwise_norm",
     "unless",
+    "update_bn",
     "when",
 ]
