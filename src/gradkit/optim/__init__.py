@@ -62,6 +62,7 @@ from gradkit.optim._optimizer import ChainedOptimizer
 from gradkit.optim._param_groups import NORM_MODULES, param_groups
 from gradkit.optim._registry import OPTIMIZERS, OptimizerSpec, create_optimizer, get_optimizer
 from gradkit.optim._sam import SAM
+from gradkit.optim._schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 
 __all__ = [
     "EMA",
@@ -99,6 +100,8 @@ __all__ = [
     "ScaleByRadam",
     "ScaleByRms",
     "ScaleByTrustRatio",
+    "ScheduleFreeAdamW",
+    "ScheduleFreeSGD",
     "Trace",
     "adaptive_clip_grad_",
     "add_decayed_weights",
