@@ -4,6 +4,8 @@ Named optimizers (``SGD`` ... ``LAMB``) are ``torch.optim.Optimizer`` subclasses
 :func:`chain` of the transformations below, and users can build their own with
 :class:`ChainedOptimizer`. :class:`SAM` wraps any optimizer. :func:`param_groups` builds the
 groups that exempt biases and normalization parameters, and :data:`OPTIMIZERS` is the registry.
+:class:`Lookahead` wraps any optimizer; :class:`ScheduleFreeSGD` and :class:`ScheduleFreeAdamW`
+average instead of scheduling; :class:`EMA`, :class:`SWA` and :func:`update_bn` average weights.
 """
 
 from gradkit.optim._adam import (
@@ -44,6 +46,7 @@ from gradkit.optim._clipping import (
 from gradkit.optim._core import Bucket, Chain, GradientTransformation, chain, unless, when
 from gradkit.optim._hyper import Hyper
 from gradkit.optim._layerwise import ScaleByTrustRatio, scale_by_trust_ratio
+from gradkit.optim._lookahead import Lookahead
 from gradkit.optim._named import (
     LAMB,
     LARS,
@@ -87,6 +90,7 @@ __all__ = [
     "ClipByGlobalNorm",
     "GradientTransformation",
     "Hyper",
+    "Lookahead",
     "NAdam",
     "OptimizerSpec",
     "RAdam",
