@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from gradkit.optim import adaptive_clip_grad_
 from gradkit.train import _data
+from gradkit.train._average import WeightAveraging, parse_average
 from gradkit.train._build import (
     build_model,
     build_optimizer,
@@ -137,6 +138,10 @@ class Trainer:
         self.model = build_model(config, tuple(self.train_x.shape[1:]), data.classes).to(device)
         self.optimizer, self.sam = build_optimizer(config, self.model)
         self.scheduler = build_scheduler(config, self.optimizer)
+        average = config.optim.average
+        self.averaging = (
+            None if average is None else WeightAveraging(parse_average(average), self.model)
+        )
         self.network = self.model
         if dist.enabled:
             ids = [device.index] if device.type == "cuda" else None
@@ -197,6 +202,10 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.sampler.load_state_dict(state["sampler"])
+            if self.averaging is not None:
+                if "average" not in state:
+                    raise ValueError("it holds no averaged weights (optim.average)")
+                self.averaging.load_state_dict(state["average"])
         except (RuntimeError, ValueError) as error:  # sizes or groups that do not match
             first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             raise CheckpointError(
@@ -227,6 +236,7 @@ class Trainer:
             "best_value": self.checkpoints.best_value,
             "best_step": self.checkpoints.best_step,
             "world_size": self.dist.world_size,
+            **({} if self.averaging is None else {"average": self.averaging.state_dict()}),
         }
 
     def elapsed(self) -> float:
@@ -372,6 +382,8 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         self.skipped_in_a_row = 0
+        if self.averaging is not None:
+            self.averaging.after_step(self.step)
         return loss, grad_norm
 
     def forward_backward(self, batch: list[int]) -> float:
@@ -495,11 +507,28 @@ class Trainer:
             splits["val"] = self.validation
         metrics: dict[str, Any] = {"step": self.step}
         models = self.ensemble.models_at(self.step)
+        evaluated = self.model
+        if self.averaging is not None and self.averaging.started:  # before SWA's start: none
+            evaluated = self.averaging.model_for_evaluation(
+                self.step, self.train_x, settings.eval_batch_size
+            )
         for name, (inputs, labels) in splits.items():
             loss, accuracy = evaluate(
-                [self.model], inputs, labels, batch_size=settings.eval_batch_size, dist=self.dist
+                [evaluated], inputs, labels, batch_size=settings.eval_batch_size, dist=self.dist
             )
             metrics[f"{name}_loss"], metrics[f"{name}_accuracy"] = loss, accuracy
+            if self.averaging is not None:  # the last iterate, beside the average
+                loss, accuracy = evaluate(
+                    [self.model],
+                    inputs,
+                    labels,
+                    batch_size=settings.eval_batch_size,
+                    dist=self.dist,
+                )
+                metrics[f"iterate_{name}_loss"], metrics[f"iterate_{name}_accuracy"] = (
+                    loss,
+                    accuracy,
+                )
             if models:
                 loss, accuracy = evaluate(
                     models, inputs, labels, batch_size=settings.eval_batch_size, dist=self.dist

@@ -93,6 +93,10 @@ class OptimConfig:
             (which clips all but the classifier) that short runs need.
         sam_rho: sharpness-aware minimization radius (``None``: plain steps; arXiv 2010.01412).
         sam_adaptive: ASAM instead of SAM.
+        average: evaluate (and select ``best.pt`` on) averaged weights: ``"ema(0.999)"``, an
+            exponential moving average updated after every step, or ``"swa(start=4000,
+            every=100)"``, the equal average of the weights after step 4000, 4100, ...
+            (arXiv 1803.05407; batch-norm statistics recomputed for it). ``None``: off.
     """
 
     name: str = "adamw"
@@ -105,6 +109,7 @@ class OptimConfig:
     agc_exclude: tuple[str, ...] = ()
     sam_rho: float | None = None
     sam_adaptive: bool = False
+    average: str | None = None
 
 
 @dataclass(frozen=True)
