@@ -146,6 +146,8 @@ class Trainer:
         if dist.enabled:
             ids = [device.index] if device.type == "cuda" else None
             self.network = DistributedDataParallel(self.model, device_ids=ids)
+        if settings.compile:
+            self.network = torch.compile(self.network)
         head = getattr(self.model, "head", None)
         head_ids = set() if head is None else {id(p) for p in head.parameters()}
         self.clipped = _agc_parameters(self.model, head_ids, config.optim.agc_exclude)
@@ -403,7 +405,9 @@ class Trainer:
             # DDP all-reduces the gradients on the last piece's backward only.
             sync = contextlib.nullcontext() if last or not dist.enabled else self.network.no_sync()
             with sync:
-                loss = F.cross_entropy(self.network(self.train_x[index]), self.train_y[index])
+                with self.autocast():
+                    logits = self.network(self.train_x[index])
+                    loss = F.cross_entropy(logits, self.train_y[index])
                 if len(piece) != len(batch):
                     loss = loss * (len(piece) * dist.world_size / len(batch))
                 loss.backward()
@@ -412,6 +416,12 @@ class Trainer:
             summed = dist.all_reduce_sum(torch.tensor([total], device=dist.device))
             total = summed.item() / dist.world_size
         return total
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bfloat16 autocast under ``train.precision = "bf16"``, else nothing."""
+        if self.config.train.precision != "bf16":
+            return contextlib.nullcontext()
+        return torch.autocast(self.dist.device.type, dtype=torch.bfloat16)
 
     def clip(self) -> float | None:
         """AGC (all but the head and ``optim.agc_exclude``), then global-norm clipping.
@@ -501,12 +511,29 @@ class Trainer:
 
     def run_evaluation(self) -> dict[str, Any]:
         """Test (and validation) loss and accuracy, and the snapshot ensemble's at cycle ends."""
-        settings = self.config.train
         splits = {"test": (self.test_x, self.test_y)}
         if self.validation is not None:
             splits["val"] = self.validation
         metrics: dict[str, Any] = {"step": self.step}
         models = self.ensemble.models_at(self.step)
+        with self.autocast():
+            self._evaluate_splits(splits, models, metrics)
+        metrics["time"] = self.elapsed()
+        self.ctx.metrics = metrics
+        if self.metrics is not None:
+            with writing(self.run_dir / "evals.jsonl"):
+                self.metrics.evaluation(metrics)
+        if self.config.checkpoint.best and self.checkpoints.improves(metrics):
+            self.checkpoints.write_best(self.state())
+        self._call("on_eval", self.ctx, metrics)
+        return metrics
+
+    def _evaluate_splits(
+        self, splits: dict[str, Any], models: list[torch.nn.Module], metrics: dict[str, Any]
+    ) -> None:
+        """Each split's loss and accuracy into ``metrics``: of the averaged weights under
+        ``optim.average`` (and the last iterate's as ``iterate_*``), of the ensemble."""
+        settings = self.config.train
         evaluated = self.model
         if self.averaging is not None and self.averaging.started:  # before SWA's start: none
             evaluated = self.averaging.model_for_evaluation(
@@ -536,15 +563,6 @@ class Trainer:
                 metrics["ensemble_size"] = len(models)
                 metrics[f"ensemble_{name}_loss"] = loss
                 metrics[f"ensemble_{name}_accuracy"] = accuracy
-        metrics["time"] = self.elapsed()
-        self.ctx.metrics = metrics
-        if self.metrics is not None:
-            with writing(self.run_dir / "evals.jsonl"):
-                self.metrics.evaluation(metrics)
-        if self.config.checkpoint.best and self.checkpoints.improves(metrics):
-            self.checkpoints.write_best(self.state())
-        self._call("on_eval", self.ctx, metrics)
-        return metrics
 
     def _call(self, hook: str, *args: Any) -> None:
         for method in self.hooks[hook]:

@@ -59,6 +59,8 @@ CHANGEABLE_ON_RESUME: tuple[str, ...] = (
     "train.device",
     "train.threads",
     "train.distributed_timeout",
+    "train.precision",  # the arithmetic of the steps after the checkpoint, not its state
+    "train.compile",
     "checkpoint.every",
     "checkpoint.best",
     "log.root",

@@ -154,6 +154,11 @@ class TrainConfig:
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
         threads: intra-op threads per process (``None``: torch's default).
         distributed_timeout: seconds a process waits for the others before the job fails.
+        precision: ``"fp32"``, or ``"bf16"``: the forward passes (training and evaluation)
+            under ``torch.autocast`` in bfloat16, on CPU too; weights, gradients and the
+            optimizer stay in float32 (bfloat16 needs no loss scaling).
+        compile: ``torch.compile`` the training model (the first steps compile; evaluation
+            and checkpoints use the plain module, so checkpoints are the same either way).
     """
 
     steps: int = 6000
@@ -168,6 +173,8 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = None
     distributed_timeout: float = 300.0
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = False
 
 
 @dataclass(frozen=True)
