@@ -4,9 +4,9 @@ the plain float32 run, in one process.
 Each trains the MNIST-1D CNN (the paper's, width 25) on MNIST-1D with gradkit's Adam (lr 1e-2,
 constant), batch 100, one intra-op thread, as ``gradkit train`` would. Only the steps from
 ``--warmup`` to the last are timed (so the compilation in the first steps is not), and the
-variants alternate ``--repeats`` times; the medians are compared with the plain run. On a CPU
-without native bfloat16 arithmetic, autocast converts at every layer and is expected to be
-slower; compilation pays off only when the model's Python overhead dominates.
+variants alternate ``--repeats`` times; the medians are compared with the plain run. Autocast
+casts weights and activations at every layer, which small layers on a CPU do not repay;
+compilation pays off where the model's Python overhead dominates (results: RESULTS.md).
 
 Usage: python benchmarks/precision_compile.py [--steps 1000] [--warmup 200] [--repeats 3]
 """
