@@ -3,6 +3,7 @@ evaluation and best.pt on them, exact resume, and bad specs."""
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -99,6 +100,11 @@ def test_swa_averages_from_start_every_k_steps_with_batch_norm_recomputed(
     # At step 10 the average is the iterate itself (up to its batch-norm statistics).
     assert [e["step"] for e in evals] == [10, 20]
     assert "iterate_test_accuracy" in evals[0]
+    with open(result.run_dir / "evals.csv", encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [float(r["iterate_test_loss"]) for r in rows] == pytest.approx(
+        [e["iterate_test_loss"] for e in evals]
+    )
 
 
 def test_resume_goes_on_with_the_same_average(data: TrainingData, make_config: Callable) -> None:
