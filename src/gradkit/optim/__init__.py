@@ -4,6 +4,8 @@ Named optimizers (``SGD`` ... ``LAMB``) are ``torch.optim.Optimizer`` subclasses
 :func:`chain` of the transformations below, and users can build their own with
 :class:`ChainedOptimizer`. :class:`SAM` wraps any optimizer. :func:`param_groups` builds the
 groups that exempt biases and normalization parameters, and :data:`OPTIMIZERS` is the registry.
+:class:`Lookahead` wraps any optimizer; :class:`ScheduleFreeSGD` and :class:`ScheduleFreeAdamW`
+average instead of scheduling; :class:`EMA`, :class:`SWA` and :func:`update_bn` average weights.
 """
 
 from gradkit.optim._adam import (
@@ -24,6 +26,7 @@ from gradkit.optim._adaptive import (
     scale_by_adagrad,
     scale_by_rms,
 )
+from gradkit.optim._averaging import EMA, SWA, update_bn
 from gradkit.optim._basic import (
     AddDecayedWeights,
     ScaleByLearningRate,
@@ -43,6 +46,7 @@ from gradkit.optim._clipping import (
 from gradkit.optim._core import Bucket, Chain, GradientTransformation, chain, unless, when
 from gradkit.optim._hyper import Hyper
 from gradkit.optim._layerwise import ScaleByTrustRatio, scale_by_trust_ratio
+from gradkit.optim._lookahead import Lookahead
 from gradkit.optim._named import (
     LAMB,
     LARS,
@@ -61,8 +65,10 @@ from gradkit.optim._optimizer import ChainedOptimizer
 from gradkit.optim._param_groups import NORM_MODULES, param_groups
 from gradkit.optim._registry import OPTIMIZERS, OptimizerSpec, create_optimizer, get_optimizer
 from gradkit.optim._sam import SAM
+from gradkit.optim._schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 
 __all__ = [
+    "EMA",
     "LAMB",
     "LARS",
     "NORM_MODULES",
@@ -70,6 +76,7 @@ __all__ = [
     "SAM",
     "SGD",
     "SGDW",
+    "SWA",
     "Adadelta",
     "Adagrad",
     "Adam",
@@ -83,6 +90,7 @@ __all__ = [
     "ClipByGlobalNorm",
     "GradientTransformation",
     "Hyper",
+    "Lookahead",
     "NAdam",
     "OptimizerSpec",
     "RAdam",
@@ -96,6 +104,8 @@ __all__ = [
     "ScaleByRadam",
     "ScaleByRms",
     "ScaleByTrustRatio",
+    "ScheduleFreeAdamW",
+    "ScheduleFreeSGD",
     "Trace",
     "adaptive_clip_grad_",
     "add_decayed_weights",
@@ -117,5 +127,6 @@ __all__ = [
     "trace",
     "unitwise_norm",
     "unless",
+    "update_bn",
     "when",
 ]

@@ -290,6 +290,10 @@ def _check_relations(config: Config) -> None:
             parse(text)
         except (ScheduleSyntaxError, ValueError, TypeError) as error:
             raise ConfigError(f"config: schedule.{key}: {error}") from None
+    if config.optim.average is not None:
+        from gradkit.train._average import check_average
+
+        check_average(config.optim.average, config.train.steps)
     micro = config.train.micro_batch_size
     if micro is not None and micro > config.train.batch_size:
         raise ConfigError(

@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from gradkit.optim import adaptive_clip_grad_
 from gradkit.train import _data
+from gradkit.train._average import WeightAveraging, parse_average
 from gradkit.train._build import (
     build_model,
     build_optimizer,
@@ -137,10 +138,16 @@ class Trainer:
         self.model = build_model(config, tuple(self.train_x.shape[1:]), data.classes).to(device)
         self.optimizer, self.sam = build_optimizer(config, self.model)
         self.scheduler = build_scheduler(config, self.optimizer)
+        average = config.optim.average
+        self.averaging = (
+            None if average is None else WeightAveraging(parse_average(average), self.model)
+        )
         self.network = self.model
         if dist.enabled:
             ids = [device.index] if device.type == "cuda" else None
             self.network = DistributedDataParallel(self.model, device_ids=ids)
+        if settings.compile:
+            self.network = torch.compile(self.network)
         head = getattr(self.model, "head", None)
         head_ids = set() if head is None else {id(p) for p in head.parameters()}
         self.clipped = _agc_parameters(self.model, head_ids, config.optim.agc_exclude)
@@ -197,6 +204,10 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.sampler.load_state_dict(state["sampler"])
+            if self.averaging is not None:
+                if "average" not in state:
+                    raise ValueError("it holds no averaged weights (optim.average)")
+                self.averaging.load_state_dict(state["average"])
         except (RuntimeError, ValueError) as error:  # sizes or groups that do not match
             first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             raise CheckpointError(
@@ -227,6 +238,7 @@ class Trainer:
             "best_value": self.checkpoints.best_value,
             "best_step": self.checkpoints.best_step,
             "world_size": self.dist.world_size,
+            **({} if self.averaging is None else {"average": self.averaging.state_dict()}),
         }
 
     def elapsed(self) -> float:
@@ -372,6 +384,8 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         self.skipped_in_a_row = 0
+        if self.averaging is not None:
+            self.averaging.after_step(self.step)
         return loss, grad_norm
 
     def forward_backward(self, batch: list[int]) -> float:
@@ -391,7 +405,9 @@ class Trainer:
             # DDP all-reduces the gradients on the last piece's backward only.
             sync = contextlib.nullcontext() if last or not dist.enabled else self.network.no_sync()
             with sync:
-                loss = F.cross_entropy(self.network(self.train_x[index]), self.train_y[index])
+                with self.autocast():
+                    logits = self.network(self.train_x[index])
+                    loss = F.cross_entropy(logits, self.train_y[index])
                 if len(piece) != len(batch):
                     loss = loss * (len(piece) * dist.world_size / len(batch))
                 loss.backward()
@@ -400,6 +416,12 @@ class Trainer:
             summed = dist.all_reduce_sum(torch.tensor([total], device=dist.device))
             total = summed.item() / dist.world_size
         return total
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bfloat16 autocast under ``train.precision = "bf16"``, else nothing."""
+        if self.config.train.precision != "bf16":
+            return contextlib.nullcontext()
+        return torch.autocast(self.dist.device.type, dtype=torch.bfloat16)
 
     def clip(self) -> float | None:
         """AGC (all but the head and ``optim.agc_exclude``), then global-norm clipping.
@@ -489,24 +511,13 @@ class Trainer:
 
     def run_evaluation(self) -> dict[str, Any]:
         """Test (and validation) loss and accuracy, and the snapshot ensemble's at cycle ends."""
-        settings = self.config.train
         splits = {"test": (self.test_x, self.test_y)}
         if self.validation is not None:
             splits["val"] = self.validation
         metrics: dict[str, Any] = {"step": self.step}
         models = self.ensemble.models_at(self.step)
-        for name, (inputs, labels) in splits.items():
-            loss, accuracy = evaluate(
-                [self.model], inputs, labels, batch_size=settings.eval_batch_size, dist=self.dist
-            )
-            metrics[f"{name}_loss"], metrics[f"{name}_accuracy"] = loss, accuracy
-            if models:
-                loss, accuracy = evaluate(
-                    models, inputs, labels, batch_size=settings.eval_batch_size, dist=self.dist
-                )
-                metrics["ensemble_size"] = len(models)
-                metrics[f"ensemble_{name}_loss"] = loss
-                metrics[f"ensemble_{name}_accuracy"] = accuracy
+        with self.autocast():
+            self._evaluate_splits(splits, models, metrics)
         metrics["time"] = self.elapsed()
         self.ctx.metrics = metrics
         if self.metrics is not None:
@@ -516,6 +527,42 @@ class Trainer:
             self.checkpoints.write_best(self.state())
         self._call("on_eval", self.ctx, metrics)
         return metrics
+
+    def _evaluate_splits(
+        self, splits: dict[str, Any], models: list[torch.nn.Module], metrics: dict[str, Any]
+    ) -> None:
+        """Each split's loss and accuracy into ``metrics``: of the averaged weights under
+        ``optim.average`` (and the last iterate's as ``iterate_*``), of the ensemble."""
+        settings = self.config.train
+        evaluated = self.model
+        if self.averaging is not None and self.averaging.started:  # before SWA's start: none
+            evaluated = self.averaging.model_for_evaluation(
+                self.step, self.train_x, settings.eval_batch_size
+            )
+        for name, (inputs, labels) in splits.items():
+            loss, accuracy = evaluate(
+                [evaluated], inputs, labels, batch_size=settings.eval_batch_size, dist=self.dist
+            )
+            metrics[f"{name}_loss"], metrics[f"{name}_accuracy"] = loss, accuracy
+            if self.averaging is not None:  # the last iterate, beside the average
+                loss, accuracy = evaluate(
+                    [self.model],
+                    inputs,
+                    labels,
+                    batch_size=settings.eval_batch_size,
+                    dist=self.dist,
+                )
+                metrics[f"iterate_{name}_loss"], metrics[f"iterate_{name}_accuracy"] = (
+                    loss,
+                    accuracy,
+                )
+            if models:
+                loss, accuracy = evaluate(
+                    models, inputs, labels, batch_size=settings.eval_batch_size, dist=self.dist
+                )
+                metrics["ensemble_size"] = len(models)
+                metrics[f"ensemble_{name}_loss"] = loss
+                metrics[f"ensemble_{name}_accuracy"] = accuracy
 
     def _call(self, hook: str, *args: Any) -> None:
         for method in self.hooks[hook]:

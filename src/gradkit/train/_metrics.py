@@ -28,9 +28,15 @@ EVAL_FIELDS = (
     "ensemble_test_accuracy",
     "ensemble_val_loss",
     "ensemble_val_accuracy",
+    "iterate_test_loss",
+    "iterate_test_accuracy",
+    "iterate_val_loss",
+    "iterate_val_accuracy",
     "time",
 )
-"""The columns of ``evals.csv``; a column a run does not measure stays empty."""
+"""The columns of ``evals.csv``; a column a run does not measure stays empty. Under
+``optim.average``, ``test_*``/``val_*`` are the averaged weights' and ``iterate_*`` the last
+iterate's."""
 
 
 def _json_number(value: Any) -> Any:

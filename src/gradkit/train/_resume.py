@@ -36,6 +36,7 @@ FIXED_ON_RESUME: dict[str, str] = {
     "optim.agc_exclude": "the optimizer",
     "optim.sam_rho": "the optimizer",
     "optim.sam_adaptive": "the optimizer",
+    "optim.average": "the averaged weights the checkpoint holds",
     "schedule.batch": "the data order (the sampler's position counts batches)",
     "schedule.max_batch_size": "the data order (the sampler's position counts batches)",
     "train.batch_size": "the data order (the sampler's position counts batches)",
@@ -58,6 +59,8 @@ CHANGEABLE_ON_RESUME: tuple[str, ...] = (
     "train.device",
     "train.threads",
     "train.distributed_timeout",
+    "train.precision",  # the arithmetic of the steps after the checkpoint, not its state
+    "train.compile",
     "checkpoint.every",
     "checkpoint.best",
     "log.root",

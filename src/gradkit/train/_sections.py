@@ -93,6 +93,10 @@ class OptimConfig:
             (which clips all but the classifier) that short runs need.
         sam_rho: sharpness-aware minimization radius (``None``: plain steps; arXiv 2010.01412).
         sam_adaptive: ASAM instead of SAM.
+        average: evaluate (and select ``best.pt`` on) averaged weights: ``"ema(0.999)"``, an
+            exponential moving average updated after every step, or ``"swa(start=4000,
+            every=100)"``, the equal average of the weights after step 4000, 4100, ...
+            (arXiv 1803.05407; batch-norm statistics recomputed for it). ``None``: off.
     """
 
     name: str = "adamw"
@@ -105,6 +109,7 @@ class OptimConfig:
     agc_exclude: tuple[str, ...] = ()
     sam_rho: float | None = None
     sam_adaptive: bool = False
+    average: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,11 @@ class TrainConfig:
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
         threads: intra-op threads per process (``None``: torch's default).
         distributed_timeout: seconds a process waits for the others before the job fails.
+        precision: ``"fp32"``, or ``"bf16"``: the forward passes (training and evaluation)
+            under ``torch.autocast`` in bfloat16, on CPU too; weights, gradients and the
+            optimizer stay in float32 (bfloat16 needs no loss scaling).
+        compile: ``torch.compile`` the training model (the first steps compile; evaluation
+            and checkpoints use the plain module, so checkpoints are the same either way).
     """
 
     steps: int = 6000
@@ -163,6 +173,8 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = None
     distributed_timeout: float = 300.0
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = False
 
 
 @dataclass(frozen=True)
