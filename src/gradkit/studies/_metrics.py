@@ -45,10 +45,13 @@ def _engine_metrics(config: Mapping[str, Any]) -> list[str]:
 
     validation = bool(config.get("data", {}).get("validation_fraction", 0))
     ensemble = bool(config.get("checkpoint", {}).get("snapshot_ensemble", 0))
+    averaged = bool(config.get("optim", {}).get("average"))  # iterate_*: the unaveraged weights
     return [
         name
         for name in EVAL_FIELDS
-        if (validation or "val_" not in name) and (ensemble or not name.startswith("ensemble_"))
+        if (validation or "val_" not in name)
+        and (ensemble or not name.startswith("ensemble_"))
+        and (averaged or not name.startswith("iterate_"))
     ]
 
 
