@@ -345,11 +345,3 @@ def read_preset(out_dir: str | os.PathLike[str]) -> str:
     """The preset the study in ``out_dir`` was run with ("" for the full study)."""
     path = Path(out_dir) / PRESET_NAME
     return path.read_text(encoding="utf-8").strip() if path.exists() else ""
-
-
-def pending(spec: StudySpec, out_dir: str | os.PathLike[str]) -> Sequence[RunPlan]:
-    """The runs of ``spec`` that ``out_dir``'s store has not finished."""
-    with Store(Path(out_dir) / STORE_NAME) as store:
-        statuses = store.statuses()
-        plans = current_plans(spec, {run.run_id: run for run in store.runs()})
-    return [plan for plan in plans if statuses.get(plan.run_id) != "done"]
