@@ -225,7 +225,13 @@ def plot_curves(analysis: Analysis, path: Path) -> Path | None:
             axis.set_xlabel("step")
             axis.set_ylabel(label, fontsize=8)
             if row == 1 and series:
+                from matplotlib.ticker import FormatStrFormatter
+
                 axis.set_yscale("log")
+                # Plain numbers (2, 1.5), not 2 x 10^0, on a loss axis spanning a decade or two.
+                axis.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+                axis.yaxis.set_minor_formatter(FormatStrFormatter("%.3g"))
+                axis.tick_params(axis="y", which="both", labelsize=7)
             if row == 0:
                 bands = "" if len(series) <= MAX_BANDS else f" (no bands past {MAX_BANDS} arms)"
                 axis.set_title(panel.title + bands, fontsize=9)
