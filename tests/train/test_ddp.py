@@ -20,17 +20,14 @@ SETTINGS = ["train.steps=10", "train.micro_batch_size=8", "train.eval_every=5"]
 
 
 def torchrun(run_dir: Path, *arguments: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        str(WORKER),
-        str(run_dir),
-        *arguments,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    """The test worker on ``run_dir`` in 2 processes."""
+    return launch(str(WORKER), str(run_dir), *arguments, timeout=timeout)
+
+
+def launch(*target: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node=2 TARGET...`` (a script, or ``-m module``)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    return subprocess.run([*command, *target], capture_output=True, text=True, timeout=timeout)
 
 
 def test_two_processes_equal_one(tmp_path: Path, data: TrainingData, make_config: Callable) -> None:
@@ -79,12 +76,7 @@ def test_a_failing_process_ends_the_job(tmp_path: Path) -> None:
 
 def test_cli_under_torchrun_prints_the_summary_once(tmp_path: Path) -> None:
     """``torchrun -m gradkit train``, as the README shows it: rank 0 alone prints the summary."""
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
+    done = launch(
         "-m",
         "gradkit",
         "train",
@@ -96,8 +88,7 @@ def test_cli_under_torchrun_prints_the_summary_once(tmp_path: Path) -> None:
         "model.options.width=16",
         "--run-dir",
         str(tmp_path / "run"),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("test       accuracy") == 1, done.stdout
     assert done.stdout.count(str(tmp_path / "run")) == 1, done.stdout
