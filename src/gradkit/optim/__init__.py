@@ -3,7 +3,8 @@
 Named optimizers (``SGD`` ... ``LAMB``) are ``torch.optim.Optimizer`` subclasses; each is a short
 :func:`chain` of the transformations below, and users can build their own with
 :class:`ChainedOptimizer`. :class:`SAM` wraps any optimizer. :func:`param_groups` builds the
-groups that exempt biases and normalization parameters, and :data:`OPTIMIZERS` is the registry.
+groups that exempt biases and normalization parameters, and :data:`OPTIMIZERS` is the registry
+(:data:`SCHEDULE_FREE` the schedule-free optimizers').
 :class:`Lookahead` wraps any optimizer; :class:`ScheduleFreeSGD` and :class:`ScheduleFreeAdamW`
 average instead of scheduling; :class:`EMA`, :class:`SWA` and :func:`update_bn` average weights.
 """
@@ -63,7 +64,13 @@ from gradkit.optim._named import (
 )
 from gradkit.optim._optimizer import ChainedOptimizer
 from gradkit.optim._param_groups import NORM_MODULES, param_groups
-from gradkit.optim._registry import OPTIMIZERS, OptimizerSpec, create_optimizer, get_optimizer
+from gradkit.optim._registry import (
+    OPTIMIZERS,
+    SCHEDULE_FREE,
+    OptimizerSpec,
+    create_optimizer,
+    get_optimizer,
+)
 from gradkit.optim._sam import SAM
 from gradkit.optim._schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 
@@ -74,6 +81,7 @@ __all__ = [
     "NORM_MODULES",
     "OPTIMIZERS",
     "SAM",
+    "SCHEDULE_FREE",
     "SGD",
     "SGDW",
     "SWA",

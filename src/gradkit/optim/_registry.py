@@ -12,6 +12,7 @@ from torch import Tensor
 
 from gradkit._lookup import lookup
 from gradkit.optim import _named
+from gradkit.optim._schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 
 
 @dataclass(frozen=True)
@@ -76,12 +77,40 @@ _SPECS = (
 )
 
 OPTIMIZERS: Mapping[str, OptimizerSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
-"""Every registered optimizer by name."""
+"""Every registered chain optimizer by name (each takes ``maximize``, ``fused``, AGC)."""
+
+_SCHEDULE_FREE_SPECS = (
+    OptimizerSpec(
+        "schedule_free_sgd",
+        ScheduleFreeSGD,
+        {},
+        "arXiv 2405.15682",
+        "schedule-free SGD: an average of the iterates instead of an lr schedule",
+    ),
+    OptimizerSpec(
+        "schedule_free_adamw",
+        ScheduleFreeAdamW,
+        {},
+        "arXiv 2405.15682",
+        "schedule-free AdamW: an average of the iterates instead of an lr schedule",
+    ),
+)
+
+SCHEDULE_FREE: Mapping[str, OptimizerSpec] = MappingProxyType(
+    {spec.name: spec for spec in _SCHEDULE_FREE_SPECS}
+)
+"""The schedule-free optimizers by name. They are not chains (no ``fused`` or ``maximize``)
+and their parameters hold either the point where gradients are taken (``train()``) or the
+average to evaluate (``eval()``), so they are kept apart from :data:`OPTIMIZERS`;
+:func:`get_optimizer` and the engine's ``optim.name`` know both."""
+
+_EVERY: Mapping[str, OptimizerSpec] = MappingProxyType({**OPTIMIZERS, **SCHEDULE_FREE})
 
 
 def get_optimizer(name: str) -> OptimizerSpec:
-    """The registry entry called ``name``; a ``KeyError`` suggests the closest names."""
-    return lookup(OPTIMIZERS, name, "optimizer")
+    """The entry of :data:`OPTIMIZERS` or :data:`SCHEDULE_FREE` called ``name``; a ``KeyError``
+    suggests the closest names."""
+    return lookup(_EVERY, name, "optimizer")
 
 
 def create_optimizer(

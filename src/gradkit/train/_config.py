@@ -268,7 +268,7 @@ def _is_table(annotation: Any) -> bool:
 def _check_relations(config: Config) -> None:
     """Checks that involve the registries or more than one key."""
     from gradkit.models import MODELS
-    from gradkit.optim import OPTIMIZERS
+    from gradkit.optim import OPTIMIZERS, SCHEDULE_FREE
     from gradkit.schedules import ScheduleSyntaxError, parse
 
     if config.model.name.lower() not in MODELS:
@@ -276,11 +276,12 @@ def _check_relations(config: Config) -> None:
             f"config: model.name: unknown model {config.model.name!r}"
             f"{did_you_mean(config.model.name.lower(), MODELS)} (known: {', '.join(MODELS)})"
         )
-    if config.optim.name.lower() not in OPTIMIZERS:
+    known = {**OPTIMIZERS, **SCHEDULE_FREE}
+    if config.optim.name.lower() not in known:
         raise ConfigError(
             f"config: optim.name: unknown optimizer {config.optim.name!r}"
-            f"{did_you_mean(config.optim.name.lower(), OPTIMIZERS)} "
-            f"(known: {', '.join(OPTIMIZERS)})"
+            f"{did_you_mean(config.optim.name.lower(), known)} "
+            f"(known: {', '.join(known)})"
         )
     for key in ("lr", "batch"):
         text = getattr(config.schedule, key)
@@ -290,6 +291,8 @@ def _check_relations(config: Config) -> None:
             parse(text)
         except (ScheduleSyntaxError, ValueError, TypeError) as error:
             raise ConfigError(f"config: schedule.{key}: {error}") from None
+    if config.optim.name.lower() in SCHEDULE_FREE:
+        _check_schedule_free(config)
     if config.optim.average is not None:
         from gradkit.train._average import check_average
 
@@ -387,3 +390,39 @@ def save_config(config: Config, path: str | os.PathLike[str]) -> Path:
     with atomic_output(path) as temporary:
         temporary.write_text(config_to_toml(config), encoding="utf-8")
     return Path(path)
+
+
+def _check_schedule_free(config: Config) -> None:
+    """A schedule-free optimizer takes no decaying lr schedule and no second average.
+
+    Defazio et al. (arXiv 2405.15682) replace the schedule by the average: its weights follow
+    the largest rate so far, so a decay would shrink the steps without the averaging that the
+    method's guarantees rest on. A warm-up (a schedule that never decreases) is allowed.
+    """
+    from gradkit.schedules import parse
+
+    name = config.optim.name
+    if config.optim.average is not None:
+        raise ConfigError(
+            f"config: optim.average={config.optim.average!r} with optim.name={name!r}: a "
+            "schedule-free optimizer already evaluates an average of its iterates; remove "
+            "optim.average"
+        )
+    schedule = parse(config.schedule.lr)
+    steps = config.train.steps
+    stride = max(1, steps // 4096)
+    peak = low = (0, schedule(0))
+    for step in (*range(0, steps, stride), steps - 1):
+        value = schedule(step)
+        if value > peak[1] and low[1] >= peak[1]:
+            peak = low = (step, value)
+        elif value < low[1]:
+            low = (step, value)
+    if low[1] < peak[1] * (1 - 1e-9):
+        raise ConfigError(
+            f"config: schedule.lr={config.schedule.lr!r} decays (from {peak[1]:.4g} at step "
+            f"{peak[0]} to {low[1]:.4g} at step {low[0]}), but optim.name={name!r} replaces "
+            "the schedule by averaging (arXiv 2405.15682): use one that never decreases, e.g. "
+            "schedule.lr='constant()' or 'warmup(200)', or the optimizer's own "
+            "optim.options.warmup_steps"
+        )

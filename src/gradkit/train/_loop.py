@@ -60,6 +60,7 @@ from gradkit.train._run_dir import (
     refuse_existing_run,
     writing,
 )
+from gradkit.train._schedule_free import ScheduleFreeModes, is_schedule_free
 from gradkit.train._state import CheckpointWriter, SnapshotEnsemble
 
 __all__ = ["NonFiniteLossError", "RunResult", "Trainer", "TrainingInterrupted", "train"]
@@ -142,6 +143,11 @@ class Trainer:
         self.averaging = (
             None if average is None else WeightAveraging(parse_average(average), self.model)
         )
+        self.schedule_free = (
+            ScheduleFreeModes(self.optimizer, self.model)
+            if is_schedule_free(self.optimizer)
+            else None
+        )
         self.network = self.model
         if dist.enabled:
             ids = [device.index] if device.type == "cuda" else None
@@ -222,6 +228,8 @@ class Trainer:
         self.checkpoints.best_step = state.get("best_step")
         self.checkpoints.last_written = (path, self.step)
         self.ensemble.load(self.step)
+        if self.schedule_free is not None:
+            self.schedule_free.after_load()
 
     def state(self) -> dict[str, Any]:
         """Everything a resumed run needs (a collective call: RNG states from every process)."""
@@ -493,6 +501,8 @@ class Trainer:
     def after_step(self, final: bool) -> None:
         """Snapshot, evaluate and checkpoint when their intervals say so."""
         settings, every = self.config.train, self.config.checkpoint.every
+        if final and self.schedule_free is not None:
+            self.schedule_free.hold()
         snapshot = self.ensemble.is_cycle_end(self.step)
         if snapshot:
             self.ensemble.take(self.step)
@@ -507,7 +517,16 @@ class Trainer:
         if self.metrics is not None:
             with writing(self.run_dir / "steps.jsonl"):
                 self.metrics.flush()
-        self.checkpoints.write_last(self.state(), self.step)
+        with self.weights_to_keep():
+            self.checkpoints.write_last(self.state(), self.step)
+
+    def weights_to_keep(self, batch_norm: bool = False) -> contextlib.AbstractContextManager[Any]:
+        """A schedule-free optimizer's average in the parameters for the block (its batch-norm
+        statistics recomputed when ``batch_norm``); for other optimizers, nothing changes."""
+        if self.schedule_free is None:
+            return contextlib.nullcontext()
+        train_x = self.train_x if batch_norm else None
+        return self.schedule_free.average(train_x, self.config.train.eval_batch_size)
 
     def run_evaluation(self) -> dict[str, Any]:
         """Test (and validation) loss and accuracy, and the snapshot ensemble's at cycle ends."""
@@ -516,15 +535,16 @@ class Trainer:
             splits["val"] = self.validation
         metrics: dict[str, Any] = {"step": self.step}
         models = self.ensemble.models_at(self.step)
-        with self.autocast():
-            self._evaluate_splits(splits, models, metrics)
-        metrics["time"] = self.elapsed()
-        self.ctx.metrics = metrics
-        if self.metrics is not None:
-            with writing(self.run_dir / "evals.jsonl"):
-                self.metrics.evaluation(metrics)
-        if self.config.checkpoint.best and self.checkpoints.improves(metrics):
-            self.checkpoints.write_best(self.state())
+        with self.weights_to_keep(batch_norm=True):
+            with self.autocast():
+                self._evaluate_splits(splits, models, metrics)
+            metrics["time"] = self.elapsed()
+            self.ctx.metrics = metrics
+            if self.metrics is not None:
+                with writing(self.run_dir / "evals.jsonl"):
+                    self.metrics.evaluation(metrics)
+            if self.config.checkpoint.best and self.checkpoints.improves(metrics):
+                self.checkpoints.write_best(self.state())
         self._call("on_eval", self.ctx, metrics)
         return metrics
 

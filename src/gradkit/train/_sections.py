@@ -77,7 +77,9 @@ class OptimConfig:
     """The optimizer, its param groups, clipping and SAM.
 
     Attributes:
-        name: an optimizer of :data:`gradkit.optim.OPTIMIZERS`.
+        name: an optimizer of :data:`gradkit.optim.OPTIMIZERS`, or a schedule-free one of
+            :data:`gradkit.optim.SCHEDULE_FREE` (then evaluation and checkpoints hold its
+            average, and ``schedule.lr`` may warm up but not decay; arXiv 2405.15682).
         lr: the peak learning rate (the lr schedule multiplies it).
         weight_decay: the decay of weights; biases and normalization parameters get none
             (:func:`gradkit.optim.param_groups`).
