@@ -57,6 +57,7 @@ from gradkit.optim._named import (
     Adam,
     Adamax,
     AdamW,
+    Lion,
     NAdam,
     RAdam,
     RMSprop,
@@ -66,6 +67,7 @@ from gradkit.optim._param_groups import NORM_MODULES, param_groups
 from gradkit.optim._registry import OPTIMIZERS, OptimizerSpec, create_optimizer, get_optimizer
 from gradkit.optim._sam import SAM
 from gradkit.optim._schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
+from gradkit.optim._sign import ScaleByLion, scale_by_lion
 
 __all__ = [
     "EMA",
@@ -90,6 +92,7 @@ __all__ = [
     "ClipByGlobalNorm",
     "GradientTransformation",
     "Hyper",
+    "Lion",
     "Lookahead",
     "NAdam",
     "OptimizerSpec",
@@ -100,6 +103,7 @@ __all__ = [
     "ScaleByAdam",
     "ScaleByAdamax",
     "ScaleByLearningRate",
+    "ScaleByLion",
     "ScaleByNadam",
     "ScaleByRadam",
     "ScaleByRms",
@@ -120,6 +124,7 @@ __all__ = [
     "scale_by_adam",
     "scale_by_adamax",
     "scale_by_learning_rate",
+    "scale_by_lion",
     "scale_by_nadam",
     "scale_by_radam",
     "scale_by_rms",

@@ -15,6 +15,7 @@ from gradkit.optim._clipping import clip_by_agc
 from gradkit.optim._core import GradientTransformation, chain, unless, when
 from gradkit.optim._layerwise import scale_by_trust_ratio
 from gradkit.optim._optimizer import ChainedOptimizer, ParamsT
+from gradkit.optim._sign import scale_by_lion
 
 
 def _decay_either_way(adaptive: GradientTransformation) -> list[GradientTransformation]:
@@ -567,6 +568,50 @@ class LAMB(ChainedOptimizer):
             eps=eps,
             weight_decay=weight_decay,
             weight_norm_bounds=weight_norm_bounds,
+            maximize=maximize,
+            agc_clipping=agc_clipping,
+            fused=fused,
+        )
+
+
+class Lion(ChainedOptimizer):
+    r"""Lion, evolved sign momentum (Chen et al., arXiv 2302.06675, Alg. 2).
+
+    .. math::
+        \theta \leftarrow \theta - \eta\left(\operatorname{sign}(\beta_1 m + (1-\beta_1) g)
+        + \lambda\theta\right),\qquad m \leftarrow \beta_2 m + (1-\beta_2) g
+
+    Every coordinate moves by :math:`\eta` (plus the decay), so Lion wants a rate 3-10x
+    smaller than AdamW's and a decay 3-10x larger for the same effective decay
+    :math:`\eta\lambda` (the paper's advice). The decay is decoupled, as in the paper's
+    Algorithm 2 and the authors' code (which writes it :math:`\theta(1-\eta\lambda)` before
+    the step; here it is one update, :math:`-\eta(\operatorname{sign}(c) + \lambda\theta)`).
+
+    Chain: ``clip_by_agc → scale_by_lion → add_decayed_weights → scale_by_learning_rate``.
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        *,
+        maximize: bool = False,
+        agc_clipping: float | None = None,
+        fused: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            chain(
+                clip_by_agc(None),
+                scale_by_lion(),
+                add_decayed_weights(),
+                scale_by_learning_rate(),
+            ),
+            lr=lr,
+            betas=betas,
+            weight_decay=weight_decay,
             maximize=maximize,
             agc_clipping=agc_clipping,
             fused=fused,
