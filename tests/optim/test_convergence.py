@@ -74,6 +74,7 @@ QUADRATIC_RUNS: dict[str, Run] = {
     # Lion's steps have length lr in every coordinate whatever the gradient: a constant rate
     # ends in a cycle of size ~lr around the minimum, so it decays.
     "lion": Run(0.1, 400, 0.985),
+    "adan": Run(0.2, 500),  # its first moment (beta1 = 0.98) is slower than Adam's
 }
 
 ROSENBROCK_RUNS: dict[str, Run] = {
@@ -98,6 +99,7 @@ ROSENBROCK_RUNS: dict[str, Run] = {
     "lars": Run(6.0, 3000, 0.998),
     "lamb": Run(0.3, 1500, 0.995),
     "lion": Run(1e-2, 3000, 0.9985),
+    "adan": Run(0.1, 3000, 0.9995),
 }
 
 

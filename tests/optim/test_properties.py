@@ -52,6 +52,7 @@ LR: dict[str, float] = {
     # A step of lr in every coordinate; at 0.05 a bias coordinate passes its optimum within
     # five steps, so its gradient changes sign and the momentum (betas) changes the update.
     "lion": 0.05,
+    "adan": 0.05,
 }
 
 # Each registry entry's own hyperparameter that a per-group override must change (besides
@@ -74,6 +75,8 @@ GROUP_OVERRIDE: dict[str, dict[str, Any]] = {
     "lars": {"trust_coefficient": 2e-3, "momentum": 0.5},
     "lamb": {"betas": (0.5, 0.9), "weight_norm_bounds": (0.0, 0.5)},
     "lion": {"betas": (0.5, 0.9)},
+    # Not no_prox: on its own (weight_decay 0) it changes nothing.
+    "adan": {"betas": (0.5, 0.5, 0.9), "eps": 1e-3},
 }
 
 NAMES = list(OPTIMIZERS)

@@ -9,6 +9,7 @@ clipping in front of the chain, off by default; see :func:`gradkit.optim.clip_by
 from __future__ import annotations
 
 from gradkit.optim._adam import scale_by_adam, scale_by_adamax, scale_by_nadam, scale_by_radam
+from gradkit.optim._adan import scale_by_adan, scale_by_proximal_decay
 from gradkit.optim._adaptive import scale_by_adadelta, scale_by_adagrad, scale_by_rms
 from gradkit.optim._basic import add_decayed_weights, scale_by_learning_rate, trace
 from gradkit.optim._clipping import clip_by_agc
@@ -612,6 +613,61 @@ class Lion(ChainedOptimizer):
             lr=lr,
             betas=betas,
             weight_decay=weight_decay,
+            maximize=maximize,
+            agc_clipping=agc_clipping,
+            fused=fused,
+        )
+
+
+class Adan(ChainedOptimizer):
+    r"""Adan, adaptive Nesterov momentum (Xie et al., arXiv 2208.06677, Alg. 1).
+
+    With :math:`d = g_t - g_{t-1}` (0 at the first step) and the averages of
+    :func:`gradkit.optim.scale_by_adan`:
+
+    .. math::
+        \theta \leftarrow \frac{\theta - \eta\,(m_t + \beta_2 v_t)/(\sqrt{n_t}+\epsilon)}
+        {1 + \eta\lambda}
+
+    the proximal weight decay of Algorithm 1; with ``no_prox=True`` it is decoupled,
+    :math:`\theta(1-\eta\lambda) - \eta\,(m_t + \beta_2 v_t)/(\sqrt{n_t}+\epsilon)`, as
+    AdamW's. ``betas`` are in the convention of the authors' code, one minus the paper's
+    (the paper's :math:`\beta_1 = 0.02` is ``betas[0] = 0.98``). The averages start at their
+    first sample as in Algorithm 1; the authors' code, timm and pytorch_optimizer start them at
+    zero and bias-correct them, which agrees on the first step only (see
+    :func:`gradkit.optim.scale_by_adan`).
+
+    Chain: ``clip_by_agc → scale_by_adan → add_decayed_weights → scale_by_learning_rate →
+    scale_by_proximal_decay`` (the last unless ``no_prox``).
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        betas: tuple[float, float, float] = (0.98, 0.92, 0.99),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        no_prox: bool = False,
+        *,
+        maximize: bool = False,
+        agc_clipping: float | None = None,
+        fused: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            chain(
+                clip_by_agc(None),
+                scale_by_adan(),
+                add_decayed_weights(),
+                scale_by_learning_rate(),
+                unless("no_prox", scale_by_proximal_decay()),
+            ),
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            no_prox=no_prox,
             maximize=maximize,
             agc_clipping=agc_clipping,
             fused=fused,
