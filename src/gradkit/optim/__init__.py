@@ -1,57 +1,35 @@
 """Optimizers as chains of gradient transformations, drop-in for ``torch.optim``.
 
-Named optimizers (``SGD`` ... ``LAMB``) are ``torch.optim.Optimizer`` subclasses; each is a short
-:func:`chain` of the transformations below, and users can build their own with
+Named optimizers (``SGD`` ... ``LAMB``, ``Lion``, ``Adan``) are ``torch.optim.Optimizer``
+subclasses; each is a short :func:`chain` of the transformations whose factories are below
+(``scale_by_adam()``, ``trace()``, ...), and users can build their own with
 :class:`ChainedOptimizer`. :class:`SAM` wraps any optimizer. :func:`param_groups` builds the
 groups that exempt biases and normalization parameters, and :data:`OPTIMIZERS` is the registry.
 :class:`Lookahead` wraps any optimizer; :class:`ScheduleFreeSGD` and :class:`ScheduleFreeAdamW`
 average instead of scheduling; :class:`EMA`, :class:`SWA` and :func:`update_bn` average weights.
+
+The classes the factories return (``ScaleByAdam``, ``Trace``, ``Chain``, ``Bucket``, ...) are in
+:mod:`gradkit.optim.transforms`, for writing or inspecting a transformation; they can still be
+imported from here, as before that module existed.
 """
 
-from gradkit.optim._adam import (
-    ScaleByAdam,
-    ScaleByAdamax,
-    ScaleByNadam,
-    ScaleByRadam,
-    scale_by_adam,
-    scale_by_adamax,
-    scale_by_nadam,
-    scale_by_radam,
-)
-from gradkit.optim._adan import (
-    ScaleByAdan,
-    ScaleByProximalDecay,
-    scale_by_adan,
-    scale_by_proximal_decay,
-)
-from gradkit.optim._adaptive import (
-    ScaleByAdadelta,
-    ScaleByAdagrad,
-    ScaleByRms,
-    scale_by_adadelta,
-    scale_by_adagrad,
-    scale_by_rms,
-)
+from typing import Any
+
+from gradkit.optim import transforms as _transforms
+from gradkit.optim._adam import scale_by_adam, scale_by_adamax, scale_by_nadam, scale_by_radam
+from gradkit.optim._adan import scale_by_adan, scale_by_proximal_decay
+from gradkit.optim._adaptive import scale_by_adadelta, scale_by_adagrad, scale_by_rms
 from gradkit.optim._averaging import EMA, SWA, update_bn
-from gradkit.optim._basic import (
-    AddDecayedWeights,
-    ScaleByLearningRate,
-    Trace,
-    add_decayed_weights,
-    scale_by_learning_rate,
-    trace,
-)
+from gradkit.optim._basic import add_decayed_weights, scale_by_learning_rate, trace
 from gradkit.optim._clipping import (
-    ClipByAgc,
-    ClipByGlobalNorm,
     adaptive_clip_grad_,
     clip_by_agc,
     clip_by_global_norm,
     unitwise_norm,
 )
-from gradkit.optim._core import Bucket, Chain, GradientTransformation, chain, unless, when
+from gradkit.optim._core import GradientTransformation, chain, unless, when
 from gradkit.optim._hyper import Hyper
-from gradkit.optim._layerwise import ScaleByTrustRatio, scale_by_trust_ratio
+from gradkit.optim._layerwise import scale_by_trust_ratio
 from gradkit.optim._lookahead import Lookahead
 from gradkit.optim._named import (
     LAMB,
@@ -74,7 +52,7 @@ from gradkit.optim._param_groups import NORM_MODULES, param_groups
 from gradkit.optim._registry import OPTIMIZERS, OptimizerSpec, create_optimizer, get_optimizer
 from gradkit.optim._sam import SAM
 from gradkit.optim._schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
-from gradkit.optim._sign import ScaleByLion, scale_by_lion
+from gradkit.optim._sign import scale_by_lion
 
 __all__ = [
     "EMA",
@@ -92,12 +70,7 @@ __all__ = [
     "AdamW",
     "Adamax",
     "Adan",
-    "AddDecayedWeights",
-    "Bucket",
-    "Chain",
     "ChainedOptimizer",
-    "ClipByAgc",
-    "ClipByGlobalNorm",
     "GradientTransformation",
     "Hyper",
     "Lion",
@@ -106,21 +79,8 @@ __all__ = [
     "OptimizerSpec",
     "RAdam",
     "RMSprop",
-    "ScaleByAdadelta",
-    "ScaleByAdagrad",
-    "ScaleByAdam",
-    "ScaleByAdamax",
-    "ScaleByAdan",
-    "ScaleByLearningRate",
-    "ScaleByLion",
-    "ScaleByNadam",
-    "ScaleByProximalDecay",
-    "ScaleByRadam",
-    "ScaleByRms",
-    "ScaleByTrustRatio",
     "ScheduleFreeAdamW",
     "ScheduleFreeSGD",
-    "Trace",
     "adaptive_clip_grad_",
     "add_decayed_weights",
     "chain",
@@ -147,3 +107,10 @@ __all__ = [
     "update_bn",
     "when",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The transformation classes, importable from here as before :mod:`.transforms` existed."""
+    if name in _transforms.__all__:
+        return getattr(_transforms, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
