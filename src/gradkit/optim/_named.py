@@ -8,6 +8,8 @@ clipping in front of the chain, off by default; see :func:`gradkit.optim.clip_by
 
 from __future__ import annotations
 
+from typing import Any
+
 from gradkit.optim._adam import scale_by_adam, scale_by_adamax, scale_by_nadam, scale_by_radam
 from gradkit.optim._adan import scale_by_adan, scale_by_proximal_decay
 from gradkit.optim._adaptive import scale_by_adadelta, scale_by_adagrad, scale_by_rms
@@ -17,6 +19,21 @@ from gradkit.optim._core import GradientTransformation, chain, unless, when
 from gradkit.optim._layerwise import scale_by_trust_ratio
 from gradkit.optim._optimizer import ChainedOptimizer, ParamsT
 from gradkit.optim._sign import scale_by_lion
+
+
+def _arguments(constructor_locals: dict[str, Any]) -> dict[str, Any]:
+    """A named optimizer's constructor arguments, to pass on to :class:`ChainedOptimizer`.
+
+    Call it as ``_arguments(locals())`` in the ``super().__init__`` call, before the
+    constructor has any variable of its own: every argument but ``params`` is then a
+    hyperparameter of the chain (or ``fused``), under its own name. A stray name would not
+    pass unseen: :class:`ChainedOptimizer` rejects keys its chain does not read.
+    """
+    return {
+        key: value
+        for key, value in constructor_locals.items()
+        if key not in ("self", "params") and not key.startswith("__")
+    }
 
 
 def _decay_either_way(adaptive: GradientTransformation) -> list[GradientTransformation]:
@@ -60,14 +77,7 @@ class SGD(ChainedOptimizer):
         super().__init__(
             params,
             chain(clip_by_agc(None), add_decayed_weights(), trace(), scale_by_learning_rate()),
-            lr=lr,
-            momentum=momentum,
-            dampening=dampening,
-            weight_decay=weight_decay,
-            nesterov=nesterov,
-            maximize=maximize,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
 
 
@@ -104,14 +114,7 @@ class SGDW(ChainedOptimizer):
         super().__init__(
             params,
             chain(clip_by_agc(None), trace(), add_decayed_weights(), scale_by_learning_rate()),
-            lr=lr,
-            momentum=momentum,
-            dampening=dampening,
-            weight_decay=weight_decay,
-            nesterov=nesterov,
-            maximize=maximize,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
 
 
@@ -146,14 +149,7 @@ class Adagrad(ChainedOptimizer):
                 scale_by_adagrad(),
                 scale_by_learning_rate(),
             ),
-            lr=lr,
-            lr_decay=lr_decay,
-            weight_decay=weight_decay,
-            initial_accumulator_value=initial_accumulator_value,
-            eps=eps,
-            maximize=maximize,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
 
 
@@ -195,15 +191,7 @@ class RMSprop(ChainedOptimizer):
                 trace(),
                 scale_by_learning_rate(),
             ),
-            lr=lr,
-            alpha=alpha,
-            eps=eps,
-            weight_decay=weight_decay,
-            momentum=momentum,
-            centered=centered,
-            maximize=maximize,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
 
 
@@ -238,13 +226,7 @@ class Adadelta(ChainedOptimizer):
                 scale_by_adadelta(),
                 scale_by_learning_rate(),
             ),
-            lr=lr,
-            rho=rho,
-            eps=eps,
-            weight_decay=weight_decay,
-            maximize=maximize,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
 
 
@@ -281,15 +263,7 @@ class Adam(ChainedOptimizer):
         super().__init__(
             params,
             chain(clip_by_agc(None), *_decay_either_way(scale_by_adam()), scale_by_learning_rate()),
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            amsgrad=amsgrad,
-            maximize=maximize,
-            decoupled_weight_decay=decoupled_weight_decay,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
 
 
@@ -318,18 +292,7 @@ class AdamW(Adam):
         agc_clipping: float | None = None,
         fused: bool = False,
     ) -> None:
-        super().__init__(
-            params,
-            lr,
-            betas,
-            eps,
-            weight_decay,
-            amsgrad,
-            maximize=maximize,
-            decoupled_weight_decay=True,
-            agc_clipping=agc_clipping,
-            fused=fused,
-        )
+        super().__init__(params, **_arguments(locals()), decoupled_weight_decay=True)
 
 
 class Adamax(ChainedOptimizer):
@@ -362,13 +325,7 @@ class Adamax(ChainedOptimizer):
                 scale_by_adamax(),
                 scale_by_learning_rate(),
             ),
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            maximize=maximize,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
 
 
@@ -404,15 +361,7 @@ class NAdam(ChainedOptimizer):
             chain(
                 clip_by_agc(None), *_decay_either_way(scale_by_nadam()), scale_by_learning_rate()
             ),
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            momentum_decay=momentum_decay,
-            maximize=maximize,
-            decoupled_weight_decay=decoupled_weight_decay,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
 
 
@@ -445,14 +394,7 @@ class RAdam(ChainedOptimizer):
             chain(
                 clip_by_agc(None), *_decay_either_way(scale_by_radam()), scale_by_learning_rate()
             ),
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            maximize=maximize,
-            decoupled_weight_decay=decoupled_weight_decay,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
 
 
@@ -509,16 +451,7 @@ class LARS(ChainedOptimizer):
                 scale_by_learning_rate(),
                 trace(),
             ),
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            trust_coefficient=trust_coefficient,
-            eps=eps,
-            nesterov=nesterov,
-            unit_ratio_on_zero_grad=unit_ratio_on_zero_grad,
-            maximize=maximize,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
 
 
@@ -564,14 +497,7 @@ class LAMB(ChainedOptimizer):
                 scale_by_trust_ratio("lamb"),
                 scale_by_learning_rate(),
             ),
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            weight_norm_bounds=weight_norm_bounds,
-            maximize=maximize,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
 
 
@@ -610,12 +536,7 @@ class Lion(ChainedOptimizer):
                 add_decayed_weights(),
                 scale_by_learning_rate(),
             ),
-            lr=lr,
-            betas=betas,
-            weight_decay=weight_decay,
-            maximize=maximize,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
 
 
@@ -663,12 +584,5 @@ class Adan(ChainedOptimizer):
                 scale_by_learning_rate(),
                 unless("no_prox", scale_by_proximal_decay()),
             ),
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            no_prox=no_prox,
-            maximize=maximize,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
