@@ -64,6 +64,8 @@ BYTES_PER_PARAMETER = {
     "radam": 28,
     "lars": 28,  # pass 1: read g, p (norms); pass 2: read g, p, buffer; write buffer, p
     "lamb": 40,  # pass 1: read g, m, v, p; write m, v; pass 2: read m, v, p; write p
+    "lion": 20,  # + m
+    "adan": 44,  # read g, p, m, v, n, previous g; write p, m, v, n, previous g
 }
 
 # torch.optim's class and options for the same algorithm, and whether a fused CPU kernel exists.

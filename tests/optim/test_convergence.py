@@ -71,6 +71,10 @@ QUADRATIC_RUNS: dict[str, Run] = {
     "radam": Run(0.2, 200),
     "lars": Run(5.0, 200),  # effective relative step lr * trust_coefficient = 5e-3
     "lamb": Run(0.1, 200),
+    # Lion's steps have length lr in every coordinate whatever the gradient: a constant rate
+    # ends in a cycle of size ~lr around the minimum, so it decays.
+    "lion": Run(0.1, 400, 0.985),
+    "adan": Run(0.2, 500),  # its first moment (beta1 = 0.98) is slower than Adam's
 }
 
 ROSENBROCK_RUNS: dict[str, Run] = {
@@ -94,6 +98,8 @@ ROSENBROCK_RUNS: dict[str, Run] = {
     "radam": Run(5e-3, 10_000),
     "lars": Run(6.0, 3000, 0.998),
     "lamb": Run(0.3, 1500, 0.995),
+    "lion": Run(1e-2, 3000, 0.9985),
+    "adan": Run(0.1, 3000, 0.9995),
 }
 
 

@@ -52,6 +52,8 @@ LR: dict[str, float] = {
     "radam": 0.05,
     "lars": 20.0,
     "lamb": 0.05,
+    "lion": 0.02,
+    "adan": 0.05,
 }
 
 INPUTS = torch.linspace(-1.0, 1.0, 15, dtype=torch.float64).reshape(5, 3)

@@ -38,6 +38,7 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "radam-decay": ("radam", {"weight_decay": 1e-3}),
     "lars-decay": ("lars", {"weight_decay": 1e-3, "nesterov": True}),
     "lamb-bounds": ("lamb", {"weight_norm_bounds": (0.0, 10.0)}),
+    "adan-proximal-decay": ("adan", {"weight_decay": 0.02}),
     "sgd-agc": ("momentum", {"lr": 0.1, "agc_clipping": 0.01}),
     "adam-maximize": ("adam", {"maximize": True}),
 }

@@ -49,6 +49,10 @@ LR: dict[str, float] = {
     "radam": 0.05,
     "lars": 20.0,  # times trust_coefficient 1e-3: a relative step of 2%
     "lamb": 0.05,
+    # A step of lr in every coordinate; at 0.05 a bias coordinate passes its optimum within
+    # five steps, so its gradient changes sign and the momentum (betas) changes the update.
+    "lion": 0.05,
+    "adan": 0.05,
 }
 
 # Each registry entry's own hyperparameter that a per-group override must change (besides
@@ -70,6 +74,9 @@ GROUP_OVERRIDE: dict[str, dict[str, Any]] = {
     "radam": {"betas": (0.5, 0.9)},
     "lars": {"trust_coefficient": 2e-3, "momentum": 0.5},
     "lamb": {"betas": (0.5, 0.9), "weight_norm_bounds": (0.0, 0.5)},
+    "lion": {"betas": (0.5, 0.9)},
+    # Not no_prox: on its own (weight_decay 0) it changes nothing.
+    "adan": {"betas": (0.5, 0.5, 0.9), "eps": 1e-3},
 }
 
 NAMES = list(OPTIMIZERS)

@@ -71,6 +71,16 @@ def betas(value: Any) -> str | None:
     return None
 
 
+def beta_triple(value: Any) -> str | None:
+    """A triple (beta1, beta2, beta3), each in [0, 1): Adan's three decay rates."""
+    message = "a triple (beta1, beta2, beta3) of numbers in [0, 1)"
+    if not isinstance(value, (tuple, list)) or len(value) != 3:
+        return message
+    if any(unit_interval(beta) is not None for beta in value):
+        return message
+    return None
+
+
 def boolean(value: Any) -> str | None:
     """True or False."""
     return None if isinstance(value, bool) else "True or False"

@@ -8,13 +8,32 @@ clipping in front of the chain, off by default; see :func:`gradkit.optim.clip_by
 
 from __future__ import annotations
 
+from typing import Any
+
 from gradkit.optim._adam import scale_by_adam, scale_by_adamax, scale_by_nadam, scale_by_radam
+from gradkit.optim._adan import scale_by_adan, scale_by_proximal_decay
 from gradkit.optim._adaptive import scale_by_adadelta, scale_by_adagrad, scale_by_rms
 from gradkit.optim._basic import add_decayed_weights, scale_by_learning_rate, trace
 from gradkit.optim._clipping import clip_by_agc
 from gradkit.optim._core import GradientTransformation, chain, unless, when
 from gradkit.optim._layerwise import scale_by_trust_ratio
 from gradkit.optim._optimizer import ChainedOptimizer, ParamsT
+from gradkit.optim._sign import scale_by_lion
+
+
+def _arguments(constructor_locals: dict[str, Any]) -> dict[str, Any]:
+    """A named optimizer's constructor arguments, to pass on to :class:`ChainedOptimizer`.
+
+    Call it as ``_arguments(locals())`` in the ``super().__init__`` call, before the
+    constructor has any variable of its own: every argument but ``params`` is then a
+    hyperparameter of the chain (or ``fused``), under its own name. A stray name would not
+    pass unseen: :class:`ChainedOptimizer` rejects keys its chain does not read.
+    """
+    return {
+        key: value
+        for key, value in constructor_locals.items()
+        if key not in ("self", "params") and not key.startswith("__")
+    }
 
 
 def _decay_either_way(adaptive: GradientTransformation) -> list[GradientTransformation]:
@@ -58,14 +77,7 @@ class SGD(ChainedOptimizer):
         super().__init__(
             params,
             chain(clip_by_agc(None), add_decayed_weights(), trace(), scale_by_learning_rate()),
-            lr=lr,
-            momentum=momentum,
-            dampening=dampening,
-            weight_decay=weight_decay,
-            nesterov=nesterov,
-            maximize=maximize,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
 
 
@@ -102,14 +114,7 @@ class SGDW(ChainedOptimizer):
         super().__init__(
             params,
             chain(clip_by_agc(None), trace(), add_decayed_weights(), scale_by_learning_rate()),
-            lr=lr,
-            momentum=momentum,
-            dampening=dampening,
-            weight_decay=weight_decay,
-            nesterov=nesterov,
-            maximize=maximize,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
 
 
@@ -144,14 +149,7 @@ class Adagrad(ChainedOptimizer):
                 scale_by_adagrad(),
                 scale_by_learning_rate(),
             ),
-            lr=lr,
-            lr_decay=lr_decay,
-            weight_decay=weight_decay,
-            initial_accumulator_value=initial_accumulator_value,
-            eps=eps,
-            maximize=maximize,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
 
 
@@ -193,15 +191,7 @@ class RMSprop(ChainedOptimizer):
                 trace(),
                 scale_by_learning_rate(),
             ),
-            lr=lr,
-            alpha=alpha,
-            eps=eps,
-            weight_decay=weight_decay,
-            momentum=momentum,
-            centered=centered,
-            maximize=maximize,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
 
 
@@ -236,13 +226,7 @@ class Adadelta(ChainedOptimizer):
                 scale_by_adadelta(),
                 scale_by_learning_rate(),
             ),
-            lr=lr,
-            rho=rho,
-            eps=eps,
-            weight_decay=weight_decay,
-            maximize=maximize,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
 
 
@@ -279,15 +263,7 @@ class Adam(ChainedOptimizer):
         super().__init__(
             params,
             chain(clip_by_agc(None), *_decay_either_way(scale_by_adam()), scale_by_learning_rate()),
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            amsgrad=amsgrad,
-            maximize=maximize,
-            decoupled_weight_decay=decoupled_weight_decay,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
 
 
@@ -316,18 +292,7 @@ class AdamW(Adam):
         agc_clipping: float | None = None,
         fused: bool = False,
     ) -> None:
-        super().__init__(
-            params,
-            lr,
-            betas,
-            eps,
-            weight_decay,
-            amsgrad,
-            maximize=maximize,
-            decoupled_weight_decay=True,
-            agc_clipping=agc_clipping,
-            fused=fused,
-        )
+        super().__init__(params, **_arguments(locals()), decoupled_weight_decay=True)
 
 
 class Adamax(ChainedOptimizer):
@@ -360,13 +325,7 @@ class Adamax(ChainedOptimizer):
                 scale_by_adamax(),
                 scale_by_learning_rate(),
             ),
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            maximize=maximize,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
 
 
@@ -402,15 +361,7 @@ class NAdam(ChainedOptimizer):
             chain(
                 clip_by_agc(None), *_decay_either_way(scale_by_nadam()), scale_by_learning_rate()
             ),
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            momentum_decay=momentum_decay,
-            maximize=maximize,
-            decoupled_weight_decay=decoupled_weight_decay,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
 
 
@@ -443,14 +394,7 @@ class RAdam(ChainedOptimizer):
             chain(
                 clip_by_agc(None), *_decay_either_way(scale_by_radam()), scale_by_learning_rate()
             ),
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            maximize=maximize,
-            decoupled_weight_decay=decoupled_weight_decay,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
 
 
@@ -507,16 +451,7 @@ class LARS(ChainedOptimizer):
                 scale_by_learning_rate(),
                 trace(),
             ),
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            trust_coefficient=trust_coefficient,
-            eps=eps,
-            nesterov=nesterov,
-            unit_ratio_on_zero_grad=unit_ratio_on_zero_grad,
-            maximize=maximize,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
         )
 
 
@@ -562,12 +497,92 @@ class LAMB(ChainedOptimizer):
                 scale_by_trust_ratio("lamb"),
                 scale_by_learning_rate(),
             ),
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            weight_norm_bounds=weight_norm_bounds,
-            maximize=maximize,
-            agc_clipping=agc_clipping,
-            fused=fused,
+            **_arguments(locals()),
+        )
+
+
+class Lion(ChainedOptimizer):
+    r"""Lion, evolved sign momentum (Chen et al., arXiv 2302.06675, Alg. 2).
+
+    .. math::
+        \theta \leftarrow \theta - \eta\left(\operatorname{sign}(\beta_1 m + (1-\beta_1) g)
+        + \lambda\theta\right),\qquad m \leftarrow \beta_2 m + (1-\beta_2) g
+
+    Every coordinate moves by :math:`\eta` (plus the decay), so Lion wants a rate 3-10x
+    smaller than AdamW's and a decay 3-10x larger for the same effective decay
+    :math:`\eta\lambda` (the paper's advice). The decay is decoupled, as in the paper's
+    Algorithm 2 and the authors' code (which writes it :math:`\theta(1-\eta\lambda)` before
+    the step; here it is one update, :math:`-\eta(\operatorname{sign}(c) + \lambda\theta)`).
+
+    Chain: ``clip_by_agc → scale_by_lion → add_decayed_weights → scale_by_learning_rate``.
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        *,
+        maximize: bool = False,
+        agc_clipping: float | None = None,
+        fused: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            chain(
+                clip_by_agc(None),
+                scale_by_lion(),
+                add_decayed_weights(),
+                scale_by_learning_rate(),
+            ),
+            **_arguments(locals()),
+        )
+
+
+class Adan(ChainedOptimizer):
+    r"""Adan, adaptive Nesterov momentum (Xie et al., arXiv 2208.06677, Alg. 1).
+
+    With :math:`d = g_t - g_{t-1}` (0 at the first step) and the averages of
+    :func:`gradkit.optim.scale_by_adan`:
+
+    .. math::
+        \theta \leftarrow \frac{\theta - \eta\,(m_t + \beta_2 v_t)/(\sqrt{n_t}+\epsilon)}
+        {1 + \eta\lambda}
+
+    the proximal weight decay of Algorithm 1; with ``no_prox=True`` it is decoupled,
+    :math:`\theta(1-\eta\lambda) - \eta\,(m_t + \beta_2 v_t)/(\sqrt{n_t}+\epsilon)`, as
+    AdamW's. ``betas`` are in the convention of the authors' code, one minus the paper's
+    (the paper's :math:`\beta_1 = 0.02` is ``betas[0] = 0.98``). The averages start at their
+    first sample as in Algorithm 1; the authors' code, timm and pytorch_optimizer start them at
+    zero and bias-correct them, which agrees on the first step only (see
+    :func:`gradkit.optim.scale_by_adan`).
+
+    Chain: ``clip_by_agc → scale_by_adan → add_decayed_weights → scale_by_learning_rate →
+    scale_by_proximal_decay`` (the last unless ``no_prox``).
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        betas: tuple[float, float, float] = (0.98, 0.92, 0.99),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        no_prox: bool = False,
+        *,
+        maximize: bool = False,
+        agc_clipping: float | None = None,
+        fused: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            chain(
+                clip_by_agc(None),
+                scale_by_adan(),
+                add_decayed_weights(),
+                scale_by_learning_rate(),
+                unless("no_prox", scale_by_proximal_decay()),
+            ),
+            **_arguments(locals()),
         )

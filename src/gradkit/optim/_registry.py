@@ -74,6 +74,8 @@ _SPECS = (
     OptimizerSpec("radam", _named.RAdam, {}, "arXiv 1908.03265", "rectified Adam", "RAdam"),
     OptimizerSpec("lars", _named.LARS, {}, "arXiv 1708.03888", "layer-wise adaptive rate scaling"),
     OptimizerSpec("lamb", _named.LAMB, {}, "arXiv 1904.00962", "layer-wise adaptive moments"),
+    OptimizerSpec("lion", _named.Lion, {}, "arXiv 2302.06675", "sign of interpolated momentum"),
+    OptimizerSpec("adan", _named.Adan, {}, "arXiv 2208.06677", "adaptive Nesterov momentum"),
 )
 
 OPTIMIZERS: Mapping[str, OptimizerSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
