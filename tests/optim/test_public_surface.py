@@ -27,7 +27,7 @@ FACTORIES = {
     "scale_by_rms", "scale_by_adadelta", "scale_by_lion", "trace", "add_decayed_weights",
     "scale_by_learning_rate", "clip_by_global_norm", "clip_by_agc", "scale_by_trust_ratio",
 }  # fmt: skip
-REGISTRY = {"OPTIMIZERS", "OptimizerSpec", "create_optimizer", "get_optimizer"}
+REGISTRY = {"OPTIMIZERS", "SCHEDULE_FREE", "OptimizerSpec", "create_optimizer", "get_optimizer"}
 OTHERS = {
     "ChainedOptimizer", "GradientTransformation", "Hyper", "param_groups", "NORM_MODULES",
     "adaptive_clip_grad_", "unitwise_norm",
