@@ -32,3 +32,23 @@ def test_profile_refuses_a_missing_arm_a_bad_time_and_tau_below_one() -> None:
         performance_profile({"a": {"x": 0.0}}, [1.0])
     with pytest.raises(ValueError, match=r"tau 0\.5 must be a number >= 1"):
         performance_profile(TIMES, [0.5])
+
+
+def test_the_report_draws_the_profile_only_where_it_says_something(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from gradkit.studies._report import _performance_plot
+
+    taus = [1.0, 2.0]
+    times = {"a": {"x": 10.0, "y": 30.0}, "b": {"x": 20.0, "y": 10.0}}
+    steps = {"times": times, "profile": performance_profile(times, taus)}
+    two = SimpleNamespace(performance={"taus": taus, "steps": steps})
+    path = _performance_plot(two, tmp_path / "profile.png")
+    assert path is not None and path.stat().st_size > 0
+    one = SimpleNamespace(performance={"taus": taus, "steps": {**steps, "times": {"a": {}}}})
+    assert _performance_plot(one, tmp_path / "one.png") is None
+    never = {"a": {"x": math.inf, "y": math.inf}, "b": {"x": math.inf, "y": math.inf}}
+    unreached = {"times": never, "profile": performance_profile(never, taus)}
+    none = SimpleNamespace(performance={"taus": taus, "steps": unreached})
+    assert _performance_plot(none, tmp_path / "none.png") is None
+    assert _performance_plot(SimpleNamespace(performance={}), tmp_path / "x.png") is None

@@ -366,6 +366,7 @@ def plot_axis(analysis: Analysis, path: Path, metric: str) -> Path | None:
         return None
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5.5, 3.8), constrained_layout=True)
+    drawn = False
     for number, arm in enumerate(spec.arms):
         cells: list[Cell] = [c for c in analysis.cells if c.arm == arm.name]
         xs, means, errors = [], [], []
@@ -378,6 +379,10 @@ def plot_axis(analysis: Analysis, path: Path, metric: str) -> Path | None:
         if xs:
             style = {**arm_style(number), "marker": arm_style(number)["marker"] or "o"}
             axis.errorbar(xs, means, yerr=errors, capsize=3, label=arm.name, **style)
+            drawn = True
+    if not drawn:  # no run recorded the metric
+        plt.close(figure)
+        return None
     axis.set_xscale("log", base=2)
     axis.set_xlabel(key)
     axis.set_ylabel(f"{metric} (mean, 95% CI)")

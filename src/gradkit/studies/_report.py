@@ -22,7 +22,12 @@ from gradkit.studies._analysis import Analysis, InterpolationResult, analyze
 from gradkit.studies._expand import format_point
 from gradkit.studies._html import markdown_page
 from gradkit.studies._measure_plots import plot_interpolations, plot_signal_propagation
-from gradkit.studies._outcome_plots import plot_time_to_target, plot_verdicts, verdict_rows
+from gradkit.studies._outcome_plots import (
+    plot_performance_profile,
+    plot_time_to_target,
+    plot_verdicts,
+    verdict_rows,
+)
 from gradkit.studies._plots import LOSS_SMOOTHING_SPAN, plot_axis, plot_curves, plot_heatmaps
 from gradkit.studies._protocol_report import json_performance, performance_tables, tuning_table
 from gradkit.studies._runner import SPEC_NAME, STORE_NAME, read_preset
@@ -261,6 +266,16 @@ def _numbers(analysis: Analysis) -> dict[str, Any]:
     }
 
 
+def _performance_plot(analysis: Analysis, path: Path) -> Path | None:
+    """The performance profile in steps, where the study has a target and several workloads."""
+    steps = analysis.performance.get("steps")
+    if not steps or len(steps["times"]) < 2:
+        return None
+    if not any(f > 0 for fractions in steps["profile"].values() for f in fractions):
+        return None  # no arm reached the target anywhere: the table says so
+    return plot_performance_profile(steps["profile"], analysis.performance["taus"], path)
+
+
 def write_report(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Write the report of the study in ``out_dir`` (its ``study.toml`` and ``study.db``).
 
@@ -290,6 +305,10 @@ def write_report(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
         f"heatmap of {metric}": plot_heatmaps(analysis, plots_dir / "heatmap.png", metric),
         "time to accuracy (k/n: seeds that reached it; hatched: not every seed did)": (
             plot_time_to_target(analysis, plots_dir / "time_to_target.png")
+        ),
+        "performance profile (AlgoPerf): for each arm, the fraction of workloads (grid points) "
+        "on which it reached the target within a factor tau of the fastest arm's steps": (
+            _performance_plot(analysis, plots_dir / "performance_profile.png")
         ),
         "interpolation between the solutions (train solid, test dashed; mean, 95% band over "
         "seeds)": plot_interpolations(analysis, plots_dir / "interpolation.png"),
