@@ -100,3 +100,43 @@ def test_summary_page_carries_each_study_verdict(
     assert written.read_text(encoding="utf-8") == page
     assert main(["study", "summary", str(tmp_path / "empty")]) == 2
     assert "no study reports under" in capsys.readouterr().err
+
+
+def test_the_summary_puts_each_claim_beside_its_paper() -> None:
+    from gradkit.studies._definitions import Claim
+    from gradkit.studies._index import _beside_rows
+
+    def claim(text: str, **extra: str) -> Claim:
+        return Claim(text, "a", "b", "test_accuracy", True, **extra)
+
+    claims = [
+        claim("A beats B", paper_finding="A +2 points (Table 3)"),
+        claim("C beats D"),
+        claim("E beats F", scale_note="the digits are at the ceiling"),
+    ]
+    verdicts = [
+        {"claim": "A beats B", "outcome": "reproduced", "detectable": None},
+        {"claim": "C beats D", "outcome": "not reproduced", "detectable": None},
+        {"claim": "E beats F", "outcome": "inconclusive", "detectable": 0.0123},
+    ]
+    first, second, third = _beside_rows("s", claims, verdicts)
+    assert first == (
+        "| s | A beats B | A +2 points (Table 3) | **reproduced** | reproduced at this scale |"
+    )
+    assert second == "| s | C beats D | — | **not reproduced** | contradicted at this scale |"
+    assert third.endswith(
+        "| **inconclusive** | not decided at this scale: the design detects 0.0123 beyond the "
+        "margin; the digits are at the ceiling |"
+    )
+
+
+def test_a_claim_s_paper_finding_must_be_text(tmp_path: Path) -> None:
+    from gradkit.studies import SpecError, load_spec
+
+    from .conftest import tiny_spec_text
+
+    text = tiny_spec_text().replace("[[claims]]", "[[claims]]\npaper_finding = 3", 1)
+    path = tmp_path / "bad.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(SpecError, match="paper_finding must be a string, got 3"):
+        load_spec(path)

@@ -90,6 +90,9 @@ class Claim:
         at: the grid point the claim is about (needed when the study has a grid).
         baseline_metric: the baseline's metric, when it differs from the arm's (a snapshot
             ensemble's ``ensemble_test_accuracy`` against a single model's ``test_accuracy``).
+        paper_finding: what the paper itself reports for the claim (with its table or
+            figure), shown beside the verdict in the summary of studies.
+        scale_note: why the claim may not be testable at the study's scale, if it may not.
     """
 
     text: str
@@ -101,6 +104,8 @@ class Claim:
     margin: float = 0.0
     at: Mapping[str, Any] = field(default_factory=dict)
     baseline_metric: str = ""
+    paper_finding: str = ""
+    scale_note: str = ""
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,10 @@ def write_index(root: str | os.PathLike[str], name: str = "REPORT.md") -> Path:
     counts = {"reproduced": 0, "not reproduced": 0, "inconclusive": 0}
     sections = []
     rows: list[VerdictRow] = []
+    beside = [
+        "| study | claim | the paper found | here | at this scale |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for directory in studies:
         spec = load_spec(directory / SPEC_NAME, preset=read_preset(directory))
         report = json.loads((directory / "report.json").read_text())
@@ -57,6 +61,7 @@ def write_index(root: str | os.PathLike[str], name: str = "REPORT.md") -> Path:
             "| --- | --- | --- | --- |",
         ]
         rows += _verdict_rows(directory.name, spec.claims, report["verdicts"])
+        beside += _beside_rows(directory.name, spec.claims, report["verdicts"])
         for item in report["verdicts"]:
             counts[item["outcome"]] = counts.get(item["outcome"], 0) + 1
             difference = (
@@ -76,7 +81,7 @@ def write_index(root: str | os.PathLike[str], name: str = "REPORT.md") -> Path:
         sections.append("\n".join(lines))
     summary = ", ".join(f"{count} {outcome}" for outcome, count in counts.items())
     figure = plot_verdicts(rows, root / "plots" / "verdicts.png")
-    title = "Studies: do the lecture's claims hold on MNIST-1D?"
+    title = "Studies: do the lecture's claims hold on MNIST-1D and the digits?"
     text = "\n\n".join(
         [
             f"# {title}",
@@ -94,6 +99,12 @@ def write_index(root: str | os.PathLike[str], name: str = "REPORT.md") -> Path:
                 if figure
                 else []
             ),
+            "## The claims beside the papers\n\n"
+            "Each claim as its paper found it, and what this scale (MNIST-1D and the 8x8 "
+            "digits, minutes on a CPU) says: reproduced, contradicted (the interval excludes "
+            "the claim), or not decided, with the smallest difference the design could have "
+            "detected and, where the spec gives one, why the scale may not test it.\n\n"
+            + "\n".join(beside),
             *sections,
         ]
     )
@@ -104,6 +115,35 @@ def write_index(root: str | os.PathLike[str], name: str = "REPORT.md") -> Path:
         page = markdown_page(title, text + "\n", base=root, embed_images=False)
         temporary.write_text(page, encoding="utf-8")
     return target
+
+
+def _beside_rows(study: str, claims: Sequence[Claim], verdicts: list[dict[str, Any]]) -> list[str]:
+    """The rows of the claims-beside-the-papers table for one study."""
+    by_text = {claim.text: claim for claim in claims}
+    lines = []
+    for item in verdicts:
+        claim = by_text.get(item["claim"])
+        found = claim.paper_finding if claim and claim.paper_finding else "—"
+        outcome = item["outcome"]
+        if outcome == "reproduced":
+            reading = "reproduced at this scale"
+        elif outcome == "not reproduced":
+            reading = "contradicted at this scale"
+        else:
+            detectable = item.get("detectable")
+            reading = "not decided at this scale" + (
+                f": the design detects {detectable:.3g} beyond the margin"
+                if isinstance(detectable, (int, float)) and math.isfinite(detectable)
+                else ""
+            )
+        if claim and claim.scale_note:
+            reading += f"; {claim.scale_note}"
+        lines.append(
+            f"| {study} | {item['claim']} | {found} | **{outcome}** | {reading} |".replace(
+                "\n", " "
+            )
+        )
+    return lines
 
 
 def _verdict_rows(

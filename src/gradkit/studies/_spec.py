@@ -125,6 +125,8 @@ _TABLES = {
         "test",
         "margin",
         "at",
+        "paper_finding",
+        "scale_note",
     ),
 }
 _TOP = ("study", "base", "grid", "sweep", "tuning", "arms", "claims", "interpolations", "presets")
@@ -354,6 +356,9 @@ def _parse_claim(table: Any, spec: StudySpec, where: str) -> Claim:
             f"{where}: the study has a grid; say at which point, e.g. at = "
             f"{{{', '.join(f'{k!r} = {spec.grid[k][0]!r}' for k in missing)}}}"
         )
+    for key in ("paper_finding", "scale_note"):
+        if not isinstance(table.get(key, ""), str):
+            raise SpecError(f"{where}: {key} must be a string, got {table[key]!r}")
     higher = table.get("higher_is_better", _higher_is_better(table["metric"]))
     if not isinstance(higher, bool):
         raise SpecError(f"{where}: higher_is_better must be true or false, got {higher!r}")
@@ -367,6 +372,8 @@ def _parse_claim(table: Any, spec: StudySpec, where: str) -> Claim:
         margin=float(margin),
         at=dict(at),
         baseline_metric=str(table.get("baseline_metric", table["metric"])),
+        paper_finding=table.get("paper_finding", ""),
+        scale_note=table.get("scale_note", ""),
     )
 
 
