@@ -21,6 +21,7 @@ from torch import nn
 from gradkit.optim import (
     OPTIMIZERS,
     SAM,
+    SCHEDULE_FREE,
     SGD,
     ChainedOptimizer,
     chain,
@@ -285,7 +286,7 @@ def _cases() -> list[Any]:
     )
 
     # The registry.
-    known = ", ".join(OPTIMIZERS)
+    known = ", ".join([*OPTIMIZERS, *SCHEDULE_FREE])
     registry_cases = [
         ("adamm", "unknown optimizer 'adamm'; did you mean 'adam'"),
         ("sdg", "unknown optimizer 'sdg'; did you mean 'sgd'"),
