@@ -190,10 +190,11 @@ def _list(args: argparse.Namespace) -> int:
             print(f"{path.stem:<28} INVALID: {error}")
             status = 1
             continue
-        runs = f"{len(expand(spec)):>4} runs "
+        count = len(expand(spec))
+        runs = f"{count:>4} runs "
         if spec.tuning is not None:  # then the report runs, and widened trials if any
             cells = len(spec.arms) * math.prod(len(values) for values in spec.grid.values())
-            runs = f"{len(expand(spec)) + cells * len(spec.seeds):>4}+ runs"
+            runs = f"{count + cells * len(spec.seeds):>4}+ runs"
         print(f"{path.stem:<28} {runs}  {len(spec.claims)} claims  {spec.title}")
     return status
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from gradkit.optim import EMA, SWA, update_bn
 from gradkit.train._sections import ConfigError
 
-__all__ = ["AverageSpec", "WeightAveraging", "parse_average"]
+__all__ = ["AverageSpec", "WeightAveraging", "parse_average", "recompute_batch_norm"]
 
 _FORM = re.compile(r"^\s*([A-Za-z_]+)\s*\((.*)\)\s*$")
 _USAGE = 'expected "ema(decay)" such as "ema(0.999)", or "swa(start=STEP, every=STEPS)"'
@@ -123,6 +123,15 @@ def check_average(spec: str, steps: int) -> AverageSpec:
     return parsed
 
 
+def recompute_batch_norm(module: nn.Module, train_x: Tensor, batch_size: int) -> None:
+    """The batch-norm statistics of ``module``'s weights, rebuilt on ``train_x`` in batches of
+    ``batch_size`` (:func:`gradkit.optim.update_bn`; a module without batch norm is left
+    alone)."""
+    batches = [train_x[i : i + batch_size] for i in range(0, len(train_x), batch_size)]
+    with torch.no_grad():
+        update_bn(batches, module)
+
+
 class WeightAveraging:
     """The engine's averager of ``model``: when to update, what to evaluate, its state."""
 
@@ -154,9 +163,7 @@ class WeightAveraging:
         inputs first (arXiv 1803.05407), once per step."""
         module = self.averager.module
         if self.spec.kind == "swa" and self._has_batch_norm and self._bn_step != step:
-            batches = [train_x[i : i + batch_size] for i in range(0, len(train_x), batch_size)]
-            with torch.no_grad():
-                update_bn(batches, module)
+            recompute_batch_norm(module, train_x, batch_size)
             self._bn_step = step
         return module
 

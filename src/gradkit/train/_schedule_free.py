@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from gradkit.optim import update_bn
+from gradkit.train._average import recompute_batch_norm
 
 __all__ = ["ScheduleFreeModes", "is_schedule_free"]
 
@@ -40,9 +40,6 @@ class ScheduleFreeModes:
     def __init__(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
         self.optimizer = optimizer
         self.model = model
-        self._has_batch_norm = any(
-            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()
-        )
         self.holding = False
 
     @contextlib.contextmanager
@@ -52,19 +49,11 @@ class ScheduleFreeModes:
         self.optimizer.eval()  # type: ignore[attr-defined]
         try:
             if train_x is not None:
-                self.recompute_batch_norm(train_x, batch_size)
+                recompute_batch_norm(self.model, train_x, batch_size)
             yield
         finally:
             if not self.holding:
                 self.optimizer.train()  # type: ignore[attr-defined]
-
-    def recompute_batch_norm(self, train_x: Tensor, batch_size: int) -> None:
-        """The batch-norm statistics of the weights now in the model, on ``train_x``."""
-        if not self._has_batch_norm:
-            return
-        batches = [train_x[i : i + batch_size] for i in range(0, len(train_x), batch_size)]
-        with torch.no_grad():
-            update_bn(batches, self.model)
 
     def after_load(self) -> None:
         """A checkpoint was loaded (its parameters are :math:`x`): back to :math:`y`."""
