@@ -90,7 +90,8 @@ BAD = [
         'set = { "optim.name" = "momentun" }',
         "arm 'momentum' at lr=0.03: config: optim.name: unknown optimizer 'momentun'; did you "
         "mean 'momentum'? (known: sgd, momentum, nag, sgdw, adagrad, rmsprop, adadelta, adam, "
-        "amsgrad, adamax, nadam, adamw, radam, lars, lamb)",
+        "amsgrad, adamax, nadam, adamw, radam, lars, lamb, lion, adan, "
+        "schedule_free_sgd, schedule_free_adamw)",
     ),
     # a metric no run records would train every run and then decide nothing
     (
