@@ -524,3 +524,24 @@ def test_torch_kernels_knob_is_validated_and_survives_copies() -> None:
     assert copy.deepcopy(opt).torch_kernels is False
     assert pickle.loads(pickle.dumps(opt)).torch_kernels is False
     assert gk.SGD(params).torch_kernels is True
+
+
+def test_a_non_contiguous_parameter_with_gradients_laid_out_alike_is_dispatched(
+    calls: Calls,
+) -> None:
+    runs = []
+    for library in (gk, torch.optim):
+        torch.manual_seed(0)
+        param = nn.Parameter(torch.randn(6, 4, dtype=torch.float64).t())
+        opt = library.SGD([param], lr=0.05, momentum=0.9, weight_decay=0.1)
+        trajectory = []
+        for step in range(10):
+            grad = torch.randn(
+                6, 4, generator=torch.Generator().manual_seed(step), dtype=param.dtype
+            )
+            param.grad = grad.t()
+            opt.step()
+            trajectory.append(param.detach().flatten())
+        runs.append(trajectory)
+    assert calls.fused() == 10
+    assert worst(runs[1], runs[0]) <= RTOL
