@@ -437,7 +437,7 @@ def test_tensor_lr_is_dispatched_and_equals_float_lr(calls: Calls) -> None:
 def test_foreach_path_for_cuda_equals_the_chain(monkeypatch: pytest.MonkeyPatch) -> None:
     """CUDA's path (foreach, CPU counters), run here on CPU tensors."""
     calls = Calls(monkeypatch)
-    monkeypatch.setattr(_torch_kernels, "kernel_for", lambda device: "foreach")
+    monkeypatch.setattr(_torch_kernels, "kernel_for", lambda device, algorithm: "foreach")
     for case in ("adam-amsgrad-l2-maximize", "sgd-nesterov-wd-maximize", "adagrad-all"):
         name, algorithm, kwargs = CASES[case]
         model, chain_model = make_model(), make_model()
@@ -513,6 +513,14 @@ def test_gradient_with_other_strides_than_its_parameter_runs_the_chain(calls: Ca
     # The transposed parameter took the chain's step, bit for bit.
     assert worst([t[:24] for t in runs[1]], [t[:24] for t in runs[0]]) == 0.0
     assert worst(runs[2], runs[0]) <= RTOL
+
+
+def test_kernel_choice_per_device_and_algorithm() -> None:
+    cpu, cuda, meta = (torch.device(kind) for kind in ("cpu", "cuda", "meta"))
+    assert [_torch_kernels.kernel_for(cpu, name) for name in FUNCTIONALS] == ["fused"] * 3
+    kinds = [_torch_kernels.kernel_for(cuda, name) for name in ("adam", "sgd", "adagrad")]
+    assert kinds == ["foreach", "fused", "foreach"]
+    assert _torch_kernels.kernel_for(meta, "sgd") is None
 
 
 def test_torch_kernels_knob_is_validated_and_survives_copies() -> None:
