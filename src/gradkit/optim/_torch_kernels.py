@@ -5,7 +5,8 @@ group's chain, with the settings the group has at this step, computes exactly to
 Adam/AdamW (and AMSGrad), SGD (momentum, dampening, Nesterov) or Adagrad, the eager step hands
 that group to torch's functional implementation (``torch.optim.adam.adam``,
 ``torch.optim.sgd.sgd``, ``torch.optim.adagrad.adagrad``): on CPU with ``fused=True``, one
-pass per tensor (about 5x faster than the chain for Adam at 10M parameters); on CUDA fused
+pass per tensor (7x faster than the chain for Adam at 10M parameters in 255 tensors,
+``benchmarks/RESULTS.md``); on CUDA fused
 for SGD and ``foreach=True`` for Adam and Adagrad (see :func:`kernel_for`; the CUDA paths are
 tested here only through the same functional on CPU tensors). Anything else runs the chain.
 
@@ -29,11 +30,12 @@ wrong step); not inside a caller's ``torch.compile``.
 
 The state is gradkit's (``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``, ``sum``,
 ``momentum_buffer``, ``step``; torch's names), passed to torch by reference and updated in
-place, so ``state_dict``, resuming, switching the dispatch or ``fused`` on and off mid-run, and
-param schedulers see one state. ``p.grad`` is not modified: torch's fused and foreach paths
-negate (``maximize``) and decay into copies. The numbers are those of the chain up to float
-rounding (float64: relative 1e-15 over 100 steps; in bfloat16/float16 torch's fused kernels
-compute in float32 and round once, the chain rounds after each pass).
+place: the state the chain and the ``fused=True`` path keep, so ``state_dict``, resuming,
+switching the dispatch on and off mid-run and param schedulers see one state. ``p.grad`` is not
+modified: torch's fused and foreach paths negate (``maximize``) and decay into copies. The
+numbers are those of the chain up to float rounding (float64: relative 1e-15 over 100 steps; in
+bfloat16/float16 torch's fused kernels compute in float32 and round once, the chain rounds
+after each pass).
 """
 
 from __future__ import annotations
