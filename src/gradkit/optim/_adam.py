@@ -101,12 +101,44 @@ class ScaleByAdam(_Moments):
             maxima = [state["max_exp_avg_sq"] for state in bucket.states]
             torch._foreach_maximum_(maxima, exp_avg_sqs)
             exp_avg_sqs = maxima
+        if bucket.hypers is None and not torch.compiler.is_compiling():
+            _direction_in_place(bucket, exp_avgs, exp_avg_sqs, scalars)
+            return
         denom = torch._foreach_sqrt(exp_avg_sqs)
         divide_by_scalars_(denom, scalars["bias_correction2_sqrt"])
         add_scalar_(denom, bucket.value("eps"))
         torch._foreach_copy_(bucket.updates, exp_avgs)
         torch._foreach_div_(bucket.updates, denom)
         divide_by_scalars_(bucket.updates, scalars["bias_correction1"])
+
+
+def _direction_in_place(
+    bucket: Bucket, exp_avgs: list[Tensor], squares: list[Tensor], scalars: dict[str, Any]
+) -> None:
+    r"""Adam's direction on the eager path, written into the updates (free once the moments
+    have taken them), with no new arrays:
+
+    .. math::
+        \frac{m / (1-\beta_1^t)}{\sqrt{v} / \sqrt{1-\beta_2^t} + \epsilon}
+        = \frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}\cdot
+        \frac{m}{\sqrt{v} + \epsilon\sqrt{1-\beta_2^t}}
+
+    the same value up to float rounding. A denominator in a fresh parameter-sized buffer
+    made each step, with the update's own copy, had the allocator hand 40 MB back to the
+    system and fault it in again at every step of a 10M-parameter LAMB (9.5k page faults).
+    """
+    eps = bucket.value("eps")
+    corrections1 = scalars["bias_correction1"]
+    corrections2 = scalars["bias_correction2_sqrt"]
+    updates = bucket.updates
+    torch._foreach_copy_(updates, squares)
+    torch._foreach_sqrt_(updates)
+    torch._foreach_add_(updates, [eps * c2 for c2 in corrections2])
+    torch._foreach_reciprocal_(updates)
+    torch._foreach_mul_(updates, exp_avgs)
+    torch._foreach_mul_(
+        updates, [c2 / c1 for c1, c2 in zip(corrections1, corrections2, strict=True)]
+    )
 
 
 def scale_by_adam(

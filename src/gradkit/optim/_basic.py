@@ -106,6 +106,14 @@ class Trace(GradientTransformation):
             taken = set(fresh)
             old = [i for i in range(len(bucket.states)) if i not in taken]
             buffers = [bucket.states[i]["momentum_buffer"] for i in old]
+            if self._heavy_ball_in_updates(bucket):
+                # b = mu b + u as u += mu b, then b = u: two passes where scaling b, adding u
+                # and copying b into u take three (the same value up to rounding). A fresh
+                # buffer already equals its update.
+                updates = [bucket.updates[i] for i in old]
+                add_scaled_(updates, buffers, momentum)
+                torch._foreach_copy_(buffers, updates)
+                return
             torch._foreach_mul_(buffers, momentum)
             add_scaled_(buffers, [bucket.updates[i] for i in old], 1 - bucket.value("dampening"))
         buffers = [state["momentum_buffer"] for state in bucket.states]
@@ -114,6 +122,17 @@ class Trace(GradientTransformation):
         else:
             # Copy, never alias: later transformations rewrite the updates in place.
             torch._foreach_copy_(bucket.updates, buffers)
+
+    @staticmethod
+    def _heavy_ball_in_updates(bucket: Bucket) -> bool:
+        """Plain momentum without dampening on the eager path (the compiled step fuses the
+        three passes anyway and keeps its graph)."""
+        return (
+            bucket.hypers is None
+            and not bucket.group["nesterov"]
+            and bucket.is_off("dampening")
+            and not torch.compiler.is_compiling()
+        )
 
 
 def trace(momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False) -> Trace:

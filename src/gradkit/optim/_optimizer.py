@@ -11,6 +11,7 @@ from torch import Tensor
 from gradkit.optim._core import Bucket, GradientTransformation, scalar_dtype
 from gradkit.optim._fused import FusedStep
 from gradkit.optim._hyper import Hyper, boolean, validate_group
+from gradkit.optim._torch_kernels import run_torch_kernels
 
 ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
 
@@ -54,10 +55,18 @@ class ChainedOptimizer(torch.optim.Optimizer):
     The default is therefore eager. The first step of new state runs eagerly, so that the
     compiled program sees the steady-state structure.
 
+    On the eager path, a param group whose chain is, with this step's settings, exactly
+    torch.optim's Adam/AdamW, SGD or Adagrad is stepped by torch's own kernels (fused on CPU,
+    foreach on CUDA), on gradkit's state, with the chain's numbers up to float rounding; see
+    :mod:`gradkit.optim._torch_kernels`. ``torch_kernels=False`` (or setting the attribute)
+    runs the chain everywhere.
+
     Args:
         params: parameters, or param-group dicts.
         transformation: the chain (or single transformation) to run.
         fused: compile the step (default False: eager multi-tensor ops).
+        torch_kernels: on the eager path, hand the groups that are one of torch's algorithms
+            to torch's kernels (default True).
         **defaults: values for the chain's hyperparameters (and ``maximize``); keys the chain
             does not read are rejected.
     """
@@ -68,6 +77,7 @@ class ChainedOptimizer(torch.optim.Optimizer):
         transformation: GradientTransformation,
         *,
         fused: bool = False,
+        torch_kernels: bool = True,
         **defaults: Any,
     ) -> None:
         if not isinstance(transformation, GradientTransformation):
@@ -87,6 +97,7 @@ class ChainedOptimizer(torch.optim.Optimizer):
             raise ValueError(
                 f"{type(self).__name__}: invalid fused={fused!r}; expected True or False"
             )
+        self.torch_kernels = torch_kernels
         self._transformation = transformation
         self._hypers = hypers
         self._hyper_keys = tuple(hypers)
@@ -112,6 +123,19 @@ class ChainedOptimizer(torch.optim.Optimizer):
     def fused(self) -> bool:
         """Whether steps are compiled."""
         return self._fused is not None
+
+    @property
+    def torch_kernels(self) -> bool:
+        """Whether eager steps hand torch's algorithms to torch's kernels."""
+        return self._torch_kernels
+
+    @torch_kernels.setter
+    def torch_kernels(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise ValueError(
+                f"{type(self).__name__}: invalid torch_kernels={value!r}; expected True or False"
+            )
+        self._torch_kernels = value
 
     @property
     def compile_seconds(self) -> float:
@@ -191,6 +215,8 @@ class ChainedOptimizer(torch.optim.Optimizer):
             self._fused_step(self._fused)
             return loss
         buckets, _ = self._buckets()
+        if self._torch_kernels:
+            buckets = run_torch_kernels(self._transformation, buckets)
         self._eager_step(buckets)
         return loss
 
@@ -275,6 +301,7 @@ class ChainedOptimizer(torch.optim.Optimizer):
             "_hypers": self._hypers,
             "_hyper_keys": self._hyper_keys,
             "_fused": self._fused is not None,
+            "_torch_kernels": self._torch_kernels,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -284,6 +311,8 @@ class ChainedOptimizer(torch.optim.Optimizer):
             return
         state = dict(state)
         fused = state.pop("_fused", False)
+        # Pickled before the dispatch existed: on, as for a new optimizer.
+        state.setdefault("_torch_kernels", True)
         had_differentiable = "differentiable" in state["defaults"]
         super().__setstate__(state)
         if not had_differentiable:

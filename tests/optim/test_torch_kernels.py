@@ -1,0 +1,555 @@
+"""The eager step hands torch's own algorithms to torch's kernels, and nothing else.
+
+Each dispatched run is checked three ways in float64: against the same gradkit optimizer with
+the dispatch off (the chain), against ``torch.optim`` with the same options (its default
+single-tensor loop on CPU), and by counting the calls of torch's functional (so a dispatch that
+silently stopped fails). torch's fused kernels and the chain evaluate the same formulas in a
+different order of float operations; on this smooth problem they stay within 1e-15 (relative)
+over 60 steps, and the bound is 1e-12 as in ``test_torch_parity``. In float32 and bfloat16
+the dispatched step *is* torch's fused kernel, so it equals ``torch.optim.X(fused=True)`` bit
+for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import math
+import pickle
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+import gradkit.optim as gk
+from gradkit.optim import _torch_kernels
+
+STEPS = 60
+RTOL = 1e-12
+FUNCTIONALS = {
+    "adam": importlib.import_module("torch.optim.adam"),
+    "sgd": importlib.import_module("torch.optim.sgd"),
+    "adagrad": importlib.import_module("torch.optim.adagrad"),
+}
+
+_generator = torch.Generator().manual_seed(7)
+INPUTS = torch.randn(64, 5, generator=_generator, dtype=torch.float64)
+TARGETS = torch.randn(64, 3, generator=_generator, dtype=torch.float64)
+
+
+def make_model(dtype: torch.dtype = torch.float64) -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).to(dtype)
+
+
+def make_groups(model: nn.Module) -> list[dict[str, Any]]:
+    """Two groups: the defaults, and half the rate with no weight decay (another pattern)."""
+    return [
+        {"params": list(model[0].parameters())},
+        {"params": list(model[2].parameters()), "lr_scale": 0.5, "weight_decay": 0.0},
+    ]
+
+
+def build(library: Any, name: str, model: nn.Module, kwargs: dict[str, Any]) -> Any:
+    groups = make_groups(model)
+    for group in groups:
+        if group.pop("lr_scale", None):
+            group["lr"] = kwargs["lr"] * 0.5
+    return getattr(library, name)(groups, **kwargs)
+
+
+def loss_of(model: nn.Module, step: int, maximize: bool) -> Tensor:
+    start = (step % 4) * 16
+    inputs = INPUTS[start : start + 16].to(next(model.parameters()).dtype)
+    loss = nn.functional.mse_loss(model(inputs), TARGETS[start : start + 16].to(inputs.dtype))
+    return -loss if maximize else loss
+
+
+def flat(model: nn.Module) -> Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def relative(reference: Tensor, other: Tensor) -> float:
+    return ((reference - other).abs().max() / reference.abs().max()).item()
+
+
+class Calls:
+    """The calls of torch's functional optimizers, by algorithm, with their path."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.log: list[tuple[str, str]] = []
+        for name, module in FUNCTIONALS.items():
+            monkeypatch.setattr(module, name, self._recorder(name, getattr(module, name)))
+
+    def _recorder(self, name: str, original: Callable[..., None]) -> Callable[..., None]:
+        def record(*args: Any, **kwargs: Any) -> None:
+            path = "fused" if kwargs.get("fused") else "foreach" if kwargs.get("foreach") else ""
+            self.log.append((name, path or "single"))
+            original(*args, **kwargs)
+
+        return record
+
+    def clear(self) -> None:
+        self.log.clear()
+
+    def fused(self) -> int:
+        """How many calls took torch's fused path (torch.optim's own CPU default does not)."""
+        return sum(path == "fused" for _, path in self.log)
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Calls]:
+    yield Calls(monkeypatch)
+
+
+def train(
+    opt: torch.optim.Optimizer,
+    model: nn.Module,
+    steps: int,
+    *,
+    start: int = 0,
+    check_grads: bool = False,
+    before_step: Callable[[int], None] | None = None,
+) -> list[Tensor]:
+    """``steps`` steps; the parameters after each. ``check_grads``: p.grad is left alone."""
+    maximize = opt.param_groups[0].get("maximize", False)
+    trajectory = []
+    for step in range(start, start + steps):
+        opt.zero_grad()
+        loss_of(model, step, maximize).backward()
+        if before_step is not None:
+            before_step(step)
+        grads = [p.grad.clone() for p in model.parameters()] if check_grads else []
+        opt.step()
+        if check_grads:
+            for param, grad in zip(model.parameters(), grads, strict=True):
+                assert torch.equal(param.grad, grad), "the step modified p.grad"
+        trajectory.append(flat(model))
+    return trajectory
+
+
+def worst(first: list[Tensor], second: list[Tensor]) -> float:
+    return max(relative(a, b) for a, b in zip(first, second, strict=True))
+
+
+def assert_same_state(reference: torch.optim.Optimizer, other: torch.optim.Optimizer) -> None:
+    """Same keys, dtypes and counters in every parameter's state; values to RTOL."""
+    ref_params = [p for g in reference.param_groups for p in g["params"]]
+    params = [p for g in other.param_groups for p in g["params"]]
+    for ref_p, p in zip(ref_params, params, strict=True):
+        ref_state, state = reference.state[ref_p], other.state[p]
+        assert set(ref_state) == set(state)
+        for key, ref_value in ref_state.items():
+            value = state[key]
+            assert value.dtype == ref_value.dtype and value.shape == ref_value.shape, key
+            if key == "step":
+                assert value.item() == ref_value.item()
+            else:
+                scale = ref_value.abs().max().item()
+                assert (ref_value - value).abs().max().item() <= RTOL * max(scale, 1e-300), key
+
+
+WD = {"weight_decay": 1e-2}
+MAX = {"maximize": True}
+CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "adam-default": ("Adam", "adam", {"lr": 1e-2}),
+    "adam-betas": ("Adam", "adam", {"lr": 1e-2, "betas": (0.8, 0.99), "eps": 1e-6}),
+    "adam-amsgrad": ("Adam", "adam", {"lr": 1e-2, "amsgrad": True}),
+    "adam-l2": ("Adam", "adam", {"lr": 1e-2, **WD}),
+    "adam-decoupled": ("Adam", "adam", {"lr": 1e-2, "decoupled_weight_decay": True, **WD}),
+    "adam-maximize": ("Adam", "adam", {"lr": 1e-2, **MAX}),
+    "adam-amsgrad-l2-maximize": ("Adam", "adam", {"lr": 1e-2, "amsgrad": True, **WD, **MAX}),
+    "adamw-default": ("AdamW", "adam", {"lr": 1e-2}),
+    "adamw-amsgrad-maximize": (
+        "AdamW",
+        "adam",
+        {"lr": 1e-2, "weight_decay": 0.1, "amsgrad": True, **MAX},
+    ),
+    "sgd-plain": ("SGD", "sgd", {"lr": 0.05}),
+    "sgd-wd-maximize": ("SGD", "sgd", {"lr": 0.05, **WD, **MAX}),
+    "sgd-momentum": ("SGD", "sgd", {"lr": 0.05, "momentum": 0.9}),
+    "sgd-dampening-wd-maximize": (
+        "SGD",
+        "sgd",
+        {"lr": 0.05, "momentum": 0.9, "dampening": 0.3, **WD, **MAX},
+    ),
+    "sgd-nesterov": ("SGD", "sgd", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
+    "sgd-nesterov-wd-maximize": (
+        "SGD",
+        "sgd",
+        {"lr": 0.05, "momentum": 0.8, "nesterov": True, **WD, **MAX},
+    ),
+    "adagrad-default": ("Adagrad", "adagrad", {"lr": 0.05}),
+    "adagrad-lr-decay": ("Adagrad", "adagrad", {"lr": 0.05, "lr_decay": 0.05}),
+    "adagrad-initial-eps": (
+        "Adagrad",
+        "adagrad",
+        {"lr": 0.05, "initial_accumulator_value": 0.1, "eps": 1e-6},
+    ),
+    "adagrad-all": (
+        "Adagrad",
+        "adagrad",
+        {"lr": 0.05, "lr_decay": 0.01, "initial_accumulator_value": 0.5, **WD, **MAX},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_dispatched_step_equals_the_chain_and_torch(case: str, calls: Calls) -> None:
+    name, algorithm, kwargs = CASES[case]
+    model, chain_model, torch_model = make_model(), make_model(), make_model()
+    start = flat(model)
+    opt = build(gk, name, model, kwargs)
+    dispatched = train(opt, model, STEPS, check_grads=True)
+    assert calls.log == [(algorithm, "fused")] * (2 * STEPS), "one fused call per group and step"
+
+    calls.clear()
+    chain_opt = build(gk, name, chain_model, kwargs)
+    chain_opt.torch_kernels = False
+    chained = train(chain_opt, chain_model, STEPS)
+    assert calls.log == [], "torch_kernels=False must run the chain"
+    reference = train(build(torch.optim, name, torch_model, kwargs), torch_model, STEPS)
+
+    assert relative(start, dispatched[-1]) > 1e-3, "the run must move the parameters"
+    assert worst(chained, dispatched) <= RTOL
+    assert worst(reference, dispatched) <= RTOL
+    assert_same_state(chain_opt, opt)
+
+
+def test_a_users_own_chain_equal_to_adam_is_dispatched(calls: Calls) -> None:
+    model, torch_model = make_model(), make_model()
+    adam = gk.chain(gk.add_decayed_weights(), gk.scale_by_adam(), gk.scale_by_learning_rate())
+    opt = gk.ChainedOptimizer(model.parameters(), adam, lr=1e-2, weight_decay=0.1)
+    mine = train(opt, model, STEPS)
+    assert calls.log == [("adam", "fused")] * STEPS
+    ref_opt = torch.optim.Adam(torch_model.parameters(), lr=1e-2, weight_decay=0.1)
+    assert worst(train(ref_opt, torch_model, STEPS), mine) <= RTOL
+
+
+# Optimizers that are not torch's algorithm, and (where there is one) the group settings that
+# would make them so: with those the same optimizer is dispatched, so the feature alone is
+# what keeps it on the chain.
+NOT_TORCH: dict[str, tuple[Callable[[list[Tensor]], Any], dict[str, Any] | None]] = {
+    "sgd-agc": (
+        lambda p: gk.SGD(p, lr=0.05, momentum=0.9, agc_clipping=0.01),
+        {"agc_clipping": None},
+    ),
+    "adam-agc": (lambda p: gk.Adam(p, lr=1e-2, agc_clipping=0.01), {"agc_clipping": 0.0}),
+    "adam-global-norm": (
+        lambda p: gk.ChainedOptimizer(
+            p,
+            gk.chain(gk.clip_by_global_norm(1e-3), gk.scale_by_adam(), gk.scale_by_learning_rate()),
+        ),
+        {"max_grad_norm": None},
+    ),
+    "adam-both-decays": (
+        lambda p: gk.ChainedOptimizer(
+            p,
+            gk.chain(
+                gk.add_decayed_weights(),
+                gk.scale_by_adam(),
+                gk.add_decayed_weights(),
+                gk.scale_by_learning_rate(),
+            ),
+            weight_decay=0.1,
+        ),
+        {"weight_decay": 0.0},
+    ),
+    "sgdw-momentum": (lambda p: gk.SGDW(p, lr=0.05, momentum=0.9), {"momentum": 0.0}),
+    "lr-inside-momentum": (
+        lambda p: gk.ChainedOptimizer(
+            p, gk.chain(gk.scale_by_learning_rate(), gk.trace()), lr=0.05, momentum=0.9
+        ),
+        {"momentum": 0.0},
+    ),
+    "lamb": (lambda p: gk.LAMB(p, lr=1e-2), None),
+    "lars": (lambda p: gk.LARS(p, lr=1.0), None),
+    "rmsprop": (lambda p: gk.RMSprop(p, lr=1e-3), None),
+    "nadam": (lambda p: gk.NAdam(p, lr=1e-3), None),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_TORCH))
+def test_chains_that_are_not_torchs_algorithm_run_the_chain(case: str, calls: Calls) -> None:
+    make, torch_settings = NOT_TORCH[case]
+    model, chain_model = make_model(), make_model()
+    opt, chain_opt = make(list(model.parameters())), make(list(chain_model.parameters()))
+    chain_opt.torch_kernels = False
+    assert _torch_kernels.recognise(opt.transformation, opt.param_groups[0]) is None
+    assert worst(train(chain_opt, chain_model, 10), train(opt, model, 10)) == 0.0
+    assert calls.log == []
+    if torch_settings is not None:
+        opt.param_groups[0].update(torch_settings)
+        train(opt, model, 3, start=10)
+        assert len(calls.log) == 3, "without the feature the same optimizer is dispatched"
+
+
+def test_only_the_groups_that_are_torchs_algorithm_are_dispatched(calls: Calls) -> None:
+    model = make_model()
+    opt = gk.SGD(
+        [
+            {"params": list(model[0].parameters()), "agc_clipping": 0.01},
+            {"params": list(model[2].parameters())},
+        ],
+        lr=0.05,
+        momentum=0.9,
+    )
+    train(opt, model, 5)
+    assert calls.log == [("sgd", "fused")] * 5
+    assert opt.state[model[0].weight]["step"].item() == 5
+    assert opt.state[model[2].weight]["step"].item() == 5
+
+
+def test_a_subclass_of_a_transformation_is_not_taken_for_torchs(calls: Calls) -> None:
+    class MyAdam(gk.ScaleByAdam):
+        pass
+
+    model = make_model()
+    mine = gk.chain(MyAdam(), gk.scale_by_learning_rate())
+    opt = gk.ChainedOptimizer(model.parameters(), mine, lr=1e-2)
+    train(opt, model, 3)
+    assert calls.log == []
+    adam = gk.chain(gk.scale_by_adam(), gk.scale_by_learning_rate())
+    assert _torch_kernels.recognise(adam, opt.param_groups[0]) == ("adam", None)
+
+
+@pytest.mark.parametrize("case", ["adam-amsgrad-l2-maximize", "sgd-dampening-wd-maximize"])
+def test_state_dict_round_trip_mid_run_across_dispatch_on_and_off(case: str, calls: Calls) -> None:
+    name, _, kwargs = CASES[case]
+    model = make_model()
+    opt = build(gk, name, model, kwargs)
+    train(opt, model, 20)
+    saved = copy.deepcopy(opt.state_dict())
+    # The chain resumes from the dispatched state, and the reverse, in lock step with the run.
+    chain_model = copy.deepcopy(model)
+    chain_opt = build(gk, name, chain_model, {**kwargs, "lr": 1.0})
+    chain_opt.torch_kernels = False
+    chain_opt.load_state_dict(saved)
+    calls.clear()
+    first = train(opt, model, 20, start=20)
+    assert len(calls.log) == 40
+    second = train(chain_opt, chain_model, 20, start=20)
+    assert len(calls.log) == 40
+    assert worst(first, second) <= RTOL
+    back_model = copy.deepcopy(chain_model)
+    back_opt = build(gk, name, back_model, kwargs)
+    back_opt.load_state_dict(copy.deepcopy(chain_opt.state_dict()))
+    # Switching the attribute mid-run too: the dispatched and the chained halves agree.
+    chain_opt.torch_kernels = True
+    third = train(back_opt, back_model, 20, start=40)
+    fourth = train(chain_opt, chain_model, 20, start=40)
+    assert len(calls.log) == 120
+    assert worst(third, fourth) <= RTOL
+    assert_same_state(back_opt, chain_opt)
+
+
+def test_a_parameter_that_starts_late_gets_its_momentum_buffer_like_torch(calls: Calls) -> None:
+    """Some buffers exist and one starts now: torch's fused SGD needs two calls."""
+    runs = []
+    for library, dispatch in ((gk, True), (gk, False), (torch.optim, False)):
+        model = make_model()
+        opt = library.SGD(model.parameters(), lr=0.05, momentum=0.9, dampening=0.2)
+        if library is gk:
+            opt.torch_kernels = dispatch
+        trajectory = []
+        for step in range(30):
+            opt.zero_grad()
+            loss_of(model, step, False).backward()
+            if step < 5:
+                model[2].bias.grad = None
+            opt.step()
+            trajectory.append(flat(model))
+        runs.append(trajectory)
+    # Five steps without the bias, then one with two calls (old buffers, a new one), then one.
+    assert calls.fused() == 5 + 2 + 24
+    assert worst(runs[1], runs[0]) <= RTOL
+    assert worst(runs[2], runs[0]) <= RTOL
+
+
+SCHEDULED = {
+    "adam-steplr": ("Adam", {"lr": 1e-2, **WD}),
+    "sgd-momentum-steplr": ("SGD", {"lr": 0.05, "momentum": 0.9}),
+    "adagrad-steplr": ("Adagrad", {"lr": 0.05, "lr_decay": 0.01}),
+}
+
+
+@pytest.mark.parametrize("case", list(SCHEDULED))
+def test_lr_scheduler_changes_the_dispatched_step(case: str, calls: Calls) -> None:
+    name, kwargs = SCHEDULED[case]
+    runs = {}
+    for label, library, scheduled in (
+        ("gradkit", gk, True),
+        ("torch", torch.optim, True),
+        ("constant", gk, False),
+    ):
+        model = make_model()
+        opt = build(library, name, model, kwargs)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.5)
+        trajectory = []
+        for step in range(40):
+            trajectory += train(opt, model, 1, start=step)
+            if scheduled:
+                sched.step()
+        runs[label] = trajectory
+    assert calls.fused() == 2 * 2 * 40, "the gradkit runs are dispatched"
+    assert worst(runs["torch"], runs["gradkit"]) <= RTOL
+    assert relative(runs["constant"][-1], runs["gradkit"][-1]) > 1e-3
+
+
+def _momentum_and_betas(opt: torch.optim.Optimizer) -> Callable[[int], None]:
+    def schedule(step: int) -> None:
+        for index, group in enumerate(opt.param_groups):
+            if "momentum" in group:
+                group["momentum"] = 0.0 if 20 <= step < 30 else 0.85 + 0.1 * math.cos(step + index)
+            if "betas" in group:
+                group["betas"] = (0.9 - 0.1 * math.sin(step / 5 + index), 0.999 - 0.01 * index)
+            group["weight_decay"] = 0.0 if step < 10 else 0.02
+
+    return schedule
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+def test_hyperparameters_changed_mid_run_are_read_at_every_step(name: str, calls: Calls) -> None:
+    kwargs = {"lr": 0.05 if name == "SGD" else 1e-2}
+    if name == "SGD":
+        kwargs["momentum"] = 0.9
+    runs = []
+    for library in (gk, torch.optim):
+        model = make_model()
+        opt = build(library, name, model, kwargs)
+        runs.append(train(opt, model, STEPS, before_step=_momentum_and_betas(opt)))
+    assert calls.fused() == 2 * STEPS
+    assert worst(runs[1], runs[0]) <= RTOL
+
+
+def test_tensor_lr_is_dispatched_and_equals_float_lr(calls: Calls) -> None:
+    runs = []
+    for lr in (1e-2, torch.tensor(1e-2, dtype=torch.float64)):
+        model = make_model()
+        opt = gk.Adam(model.parameters(), lr=lr, weight_decay=0.1, decoupled_weight_decay=True)
+        runs.append(train(opt, model, 30))
+    assert len(calls.log) == 60
+    assert worst(runs[0], runs[1]) == 0.0
+
+
+def test_foreach_path_for_cuda_equals_the_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CUDA's path (foreach, CPU counters), run here on CPU tensors."""
+    calls = Calls(monkeypatch)
+    monkeypatch.setattr(_torch_kernels, "kernel_for", lambda device, algorithm: "foreach")
+    for case in ("adam-amsgrad-l2-maximize", "sgd-nesterov-wd-maximize", "adagrad-all"):
+        name, algorithm, kwargs = CASES[case]
+        model, chain_model = make_model(), make_model()
+        calls.clear()
+        dispatched = train(build(gk, name, model, kwargs), model, 30, check_grads=True)
+        assert calls.log == [(algorithm, "foreach")] * 60
+        chain_opt = build(gk, name, chain_model, kwargs)
+        chain_opt.torch_kernels = False
+        assert worst(train(chain_opt, chain_model, 30), dispatched) <= RTOL
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("name", ["Adam", "AdamW", "SGD", "Adagrad"])
+def test_low_precision_default_step_is_torchs_fused_kernel(
+    name: str, dtype: torch.dtype, calls: Calls
+) -> None:
+    kwargs: dict[str, Any] = {"lr": 0.05, "weight_decay": 1e-2, "maximize": True}
+    if name == "SGD":
+        kwargs.update(momentum=0.9, nesterov=True)
+    runs = []
+    for library, extra in ((gk, {}), (torch.optim, {"fused": True})):
+        model = make_model(dtype)
+        opt = getattr(library, name)(model.parameters(), **kwargs, **extra)
+        runs.append(train(opt, model, 10, check_grads=True))
+        assert all(p.dtype == dtype for p in model.parameters())
+        if library is gk:
+            assert calls.log == [(name.lower().removesuffix("w"), "fused")] * 10
+    assert worst(runs[1], runs[0]) == 0.0
+
+
+def test_float64_default_dtype_counters(calls: Calls) -> None:
+    """With float64 as the default dtype the counters are float64, as torch's; still exact."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        runs = []
+        for library in (gk, torch.optim):
+            model = make_model()
+            opt = build(library, "Adagrad", model, {"lr": 0.05, "lr_decay": 0.1})
+            runs.append(train(opt, model, 30))
+        model = make_model()
+        opt = build(gk, "Adam", model, {"lr": 1e-2})
+        adam = train(opt, model, 30)
+        assert opt.state[model[0].weight]["step"].dtype == torch.float64
+        torch_model = make_model()
+        reference = train(build(torch.optim, "Adam", torch_model, {"lr": 1e-2}), torch_model, 30)
+    finally:
+        torch.set_default_dtype(previous)
+    assert calls.fused() == 2 * 30 + 2 * 30
+    assert worst(runs[1], runs[0]) <= RTOL
+    assert worst(reference, adam) <= RTOL
+
+
+def test_gradient_with_other_strides_than_its_parameter_runs_the_chain(calls: Calls) -> None:
+    """torch's fused CPU kernels walk raw memory: a transposed gradient would be misread."""
+    runs = []
+    for library, dispatch in ((gk, True), (gk, False), (torch.optim, False)):
+        torch.manual_seed(0)
+        odd = nn.Parameter(torch.randn(4, 6, dtype=torch.float64))
+        plain = nn.Parameter(torch.randn(6, dtype=torch.float64))
+        opt = library.Adam([{"params": [odd]}, {"params": [plain]}], lr=1e-2)
+        if library is gk:
+            opt.torch_kernels = dispatch
+        trajectory = []
+        for step in range(10):
+            grad = torch.randn(6, 4, generator=torch.Generator().manual_seed(step), dtype=odd.dtype)
+            odd.grad = grad.t()  # the same values in a column-major layout
+            plain.grad = grad[:, 0].clone()
+            opt.step()
+            trajectory.append(torch.cat([odd.detach().flatten(), plain.detach()]))
+        runs.append(trajectory)
+    assert calls.fused() == 10, "only the group with matching layouts"
+    # The transposed parameter took the chain's step, bit for bit.
+    assert worst([t[:24] for t in runs[1]], [t[:24] for t in runs[0]]) == 0.0
+    assert worst(runs[2], runs[0]) <= RTOL
+
+
+def test_kernel_choice_per_device_and_algorithm() -> None:
+    cpu, cuda, meta = (torch.device(kind) for kind in ("cpu", "cuda", "meta"))
+    assert [_torch_kernels.kernel_for(cpu, name) for name in FUNCTIONALS] == ["fused"] * 3
+    kinds = [_torch_kernels.kernel_for(cuda, name) for name in ("adam", "sgd", "adagrad")]
+    assert kinds == ["foreach", "fused", "foreach"]
+    assert _torch_kernels.kernel_for(meta, "sgd") is None
+
+
+def test_torch_kernels_knob_is_validated_and_survives_copies() -> None:
+    params = [nn.Parameter(torch.zeros(3))]
+    with pytest.raises(ValueError, match=r"invalid torch_kernels='yes'; expected True or False"):
+        gk.ChainedOptimizer(params, gk.scale_by_learning_rate(), torch_kernels="yes")
+    opt = gk.ChainedOptimizer(params, gk.scale_by_learning_rate(), torch_kernels=False)
+    assert opt.torch_kernels is False
+    assert copy.deepcopy(opt).torch_kernels is False
+    assert pickle.loads(pickle.dumps(opt)).torch_kernels is False
+    assert gk.SGD(params).torch_kernels is True
+
+
+def test_a_non_contiguous_parameter_with_gradients_laid_out_alike_is_dispatched(
+    calls: Calls,
+) -> None:
+    runs = []
+    for library in (gk, torch.optim):
+        torch.manual_seed(0)
+        param = nn.Parameter(torch.randn(6, 4, dtype=torch.float64).t())
+        opt = library.SGD([param], lr=0.05, momentum=0.9, weight_decay=0.1)
+        trajectory = []
+        for step in range(10):
+            grad = torch.randn(
+                6, 4, generator=torch.Generator().manual_seed(step), dtype=param.dtype
+            )
+            param.grad = grad.t()
+            opt.step()
+            trajectory.append(param.detach().flatten())
+        runs.append(trajectory)
+    assert calls.fused() == 10
+    assert worst(runs[1], runs[0]) <= RTOL
