@@ -54,6 +54,23 @@ def test_better_by_less_than_the_margin_is_not_reproduced() -> None:
     assert verdict(arm, BASELINE, margin=0.05).outcome == NOT_REPRODUCED
 
 
+def test_a_smallest_effect_settles_a_null_difference_as_not_reproduced() -> None:
+    # differences +-0.003 around 0: interval [-0.0047, 0.0047] by hand (s = 0.0038 over 5 seeds)
+    arm = [b + d for b, d in zip(BASELINE, [0.003, -0.003, 0.004, -0.004, 0.0], strict=True)]
+    plain = verdict(arm, BASELINE)
+    assert plain.outcome == INCONCLUSIVE  # the plain superiority test never settles a null
+    decided = verdict(arm, BASELINE, smallest_effect=0.01)
+    assert decided.outcome == NOT_REPRODUCED  # a 1-point gain is ruled out
+    assert decided.high < 0.01 and (decided.low, decided.high) == (plain.low, plain.high)
+    assert "smallest effect 0.01" in decided.rule
+    # too small a smallest effect leaves it open; a clear gain is reproduced whatever it is
+    assert verdict(arm, BASELINE, smallest_effect=0.002).outcome == INCONCLUSIVE
+    better = [b + 0.05 + 0.002 * i for i, b in enumerate(BASELINE)]
+    assert verdict(better, BASELINE, smallest_effect=0.01).outcome == REPRODUCED
+    with pytest.raises(ValueError, match="smallest_effect"):
+        verdict(arm, BASELINE, test="equivalent", margin=0.01, smallest_effect=0.01)
+
+
 def test_lower_is_better_flips_the_sign() -> None:
     lower = [b - 0.05 - 0.002 * i for i, b in enumerate(BASELINE)]
     assert verdict(lower, BASELINE, higher_is_better=False).outcome == REPRODUCED

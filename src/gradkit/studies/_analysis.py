@@ -359,4 +359,5 @@ def _decide(claim: Claim, analysis: Analysis) -> Verdict:
         higher_is_better=claim.higher_is_better,
         test=claim.test,
         margin=claim.margin,
+        smallest_effect=claim.smallest_effect,
     )

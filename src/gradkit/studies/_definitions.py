@@ -85,6 +85,11 @@ class Claim:
     Attributes:
         test: ``"superior"`` (the arm beats the baseline by more than ``margin``) or
             ``"equivalent"`` (they differ by less than ``margin`` either way).
+        smallest_effect: for a ``superior`` claim, the smallest gain beyond ``margin`` that
+            would matter (the smallest effect of interest of a minimum-effect test); an
+            interval whose high end stays below ``margin + smallest_effect`` rules such a gain
+            out and the claim is *not reproduced*. 0 (the default): only an interval wholly
+            below the margin is.
         higher_is_better: the metric's direction (default: from its name; losses, sharpness,
             Hessian eigenvalues, steps and seconds are lower-is-better).
         at: the grid point the claim is about (needed when the study has a grid).
@@ -102,6 +107,7 @@ class Claim:
     higher_is_better: bool
     test: str = "superior"
     margin: float = 0.0
+    smallest_effect: float = 0.0
     at: Mapping[str, Any] = field(default_factory=dict)
     baseline_metric: str = ""
     paper_finding: str = ""

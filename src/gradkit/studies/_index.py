@@ -169,6 +169,7 @@ def _verdict_rows(
                 high=number(item["high"]),
                 test=claim.test if claim else "superior",
                 margin=claim.margin if claim else 0.0,
+                smallest_effect=claim.smallest_effect if claim else 0.0,
                 detectable=item.get("detectable"),
             )
         )

@@ -48,6 +48,7 @@ class VerdictRow:
     test: str = "superior"
     margin: float = 0.0
     detectable: float | None = None
+    smallest_effect: float = 0.0
 
 
 def verdict_rows(analysis: Analysis) -> list[VerdictRow]:
@@ -63,6 +64,7 @@ def verdict_rows(analysis: Analysis) -> list[VerdictRow]:
             test=claim.test,
             margin=claim.margin,
             detectable=v.detectable,
+            smallest_effect=claim.smallest_effect,
         )
         for claim, v in analysis.verdicts
     ]
@@ -73,7 +75,8 @@ def plot_verdicts(rows: Sequence[VerdictRow], path: Path) -> Path | None:
     one line per claim with its mean paired difference and 95% interval, coloured by verdict.
 
     Shaded: the margin of the claim's test, ``(-m, m)`` for an equivalence test and ``[0, m]``
-    for a superiority test (a dotted line at ``m``; ``m = 0`` is the zero line). An inconclusive
+    for a superiority test (a dotted line at ``m``; ``m = 0`` is the zero line); hatched, a
+    superiority claim's smallest effect of interest ``[m, m + delta]``. An inconclusive
     claim with a smallest detectable difference ``d`` gets a diamond at ``d`` (and at ``-d``
     for an equivalence test): an effect smaller than that could not have been told from none.
     """
@@ -103,6 +106,16 @@ def plot_verdicts(rows: Sequence[VerdictRow], path: Path) -> Path | None:
                 axis.plot([row.margin] * 2, [y - 0.4, y + 0.4], ":", color="#0072B2", lw=1)
                 if row.test == "equivalent":
                     axis.plot([-row.margin] * 2, [y - 0.4, y + 0.4], ":", color="#0072B2", lw=1)
+            if row.test == "superior" and row.smallest_effect > 0:
+                axis.fill_betweenx(
+                    [y - 0.4, y + 0.4],
+                    row.margin,
+                    row.margin + row.smallest_effect,
+                    facecolor="none",
+                    edgecolor="#0072B2",
+                    hatch="///",
+                    lw=0,
+                )
             if math.isfinite(row.low) and math.isfinite(row.high):
                 axis.plot([row.low, row.high], [y, y], color=color, lw=2.5, solid_capstyle="butt")
                 axis.plot([row.low, row.high], [y, y], "|", color=color, markersize=10)
@@ -127,6 +140,10 @@ def plot_verdicts(rows: Sequence[VerdictRow], path: Path) -> Path | None:
         for outcome, color in VERDICT_COLORS.items()
     ]
     legend.append(Patch(color="#56B4E9", alpha=0.25, label="margin of the test"))
+    if any(r.test == "superior" and r.smallest_effect > 0 for r in rows):
+        legend.append(
+            Patch(facecolor="none", edgecolor="#0072B2", hatch="///", label="smallest effect")
+        )
     if any(r.outcome == INCONCLUSIVE and r.detectable is not None for r in rows):
         legend.append(
             Line2D([], [], ls="", marker="D", mfc="white", mec="black", label="detectable")

@@ -76,7 +76,12 @@ def _tables(analysis: Analysis) -> dict[str, tuple[list[str], list[list[str]]]]:
                     claim.metric,
                     f"**{v.outcome}**",
                     f"{v.difference:.4g} [{v.low:.4g}, {v.high:.4g}]",
-                    f"{claim.margin:g}",
+                    f"{claim.margin:g}"
+                    + (
+                        f" (+{claim.smallest_effect:g} smallest effect)"
+                        if claim.smallest_effect
+                        else ""
+                    ),
                     "—" if v.detectable is None else f"{v.detectable:.4g}",
                     v.rule,
                 ]
@@ -244,6 +249,7 @@ def _numbers(analysis: Analysis) -> dict[str, Any]:
                 "high": clean(v.high),
                 "seeds": v.seeds,
                 "margin": claim.margin,
+                "smallest_effect": claim.smallest_effect,
                 "detectable": None if v.detectable is None else clean(v.detectable),
                 "rule": v.rule,
             }

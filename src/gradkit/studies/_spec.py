@@ -124,6 +124,7 @@ _TABLES = {
         "higher_is_better",
         "test",
         "margin",
+        "smallest_effect",
         "at",
         "paper_finding",
         "scale_note",
@@ -342,6 +343,14 @@ def _parse_claim(table: Any, spec: StudySpec, where: str) -> Claim:
         raise SpecError(f"{where}: margin must be a number >= 0, got {margin!r}")
     if test == "equivalent" and margin == 0:
         raise SpecError(f"{where}: an 'equivalent' claim needs a margin > 0")
+    smallest = table.get("smallest_effect", 0.0)
+    if isinstance(smallest, bool) or not isinstance(smallest, (int, float)) or not smallest >= 0:
+        raise SpecError(f"{where}: smallest_effect must be a number >= 0, got {smallest!r}")
+    if test == "equivalent" and smallest:
+        raise SpecError(
+            f"{where}: smallest_effect = {smallest!r} applies to a 'superior' claim only; "
+            "an 'equivalent' claim's margin already says which difference matters"
+        )
     at = table.get("at", {})
     if not isinstance(at, Mapping):
         raise SpecError(f"{where}: at must be a table of grid key = value, got {at!r}")
@@ -370,6 +379,7 @@ def _parse_claim(table: Any, spec: StudySpec, where: str) -> Claim:
         higher_is_better=higher,
         test=test,
         margin=float(margin),
+        smallest_effect=float(smallest),
         at=dict(at),
         baseline_metric=str(table.get("baseline_metric", table["metric"])),
         paper_finding=table.get("paper_finding", ""),

@@ -7,9 +7,12 @@ A claim compares an arm with a baseline on seeds they share: for each seed the d
 means "the arm is better"), then the 95% t interval :math:`[l, h]` of the mean difference.
 
 - ``superior`` with margin :math:`m`: **reproduced** if :math:`l > m` (better by more than the
-  margin, with 95% confidence); **not reproduced** if :math:`h < m` (the interval excludes an
-  effect as large as the margin: worse, equal, or better by too little); otherwise
-  **inconclusive** (the interval straddles the margin).
+  margin, with 95% confidence); **not reproduced** if :math:`h < m + \delta` (the interval
+  excludes a gain of the smallest effect of interest :math:`\delta` beyond the margin: worse,
+  equal, or better by too little to matter); otherwise **inconclusive**. :math:`\delta = 0`
+  (the default) is the plain superiority test, which a true difference of zero never settles;
+  :math:`\delta > 0` makes it a minimum-effect test (Lakens, Scheel & Isager 2018,
+  doi:10.1177/2515245918770963), the one-sided counterpart of the equivalence band below.
 - ``equivalent`` with margin :math:`m`: **reproduced** if :math:`-m < l` and :math:`h < m`
   (the interval lies inside the band); **not reproduced** if :math:`l > m` or :math:`h < -m`
   (it lies outside); otherwise **inconclusive**.
@@ -126,6 +129,7 @@ def verdict(
     higher_is_better: bool = True,
     test: str = "superior",
     margin: float = 0.0,
+    smallest_effect: float = 0.0,
 ) -> Verdict:
     """Decide a claim from per-seed values of the arm and the baseline (paired by position).
 
@@ -138,6 +142,12 @@ def verdict(
         )
     if test not in ("superior", "equivalent"):
         raise ValueError(f"verdict: invalid test={test!r}; expected 'superior' or 'equivalent'")
+    if not smallest_effect >= 0 or (smallest_effect and test != "superior"):
+        raise ValueError(
+            f"verdict: invalid smallest_effect={smallest_effect!r}; expected a number >= 0, "
+            "and 0 for an 'equivalent' test"
+        )
+    refute = margin + smallest_effect
     sign = 1.0 if higher_is_better else -1.0
     differences = [sign * (a - b) for a, b in zip(arm, baseline, strict=True)]
     mean, half = mean_ci(differences)
@@ -148,7 +158,9 @@ def verdict(
         rule = (
             f"paired difference over {n} seeds (arm - baseline, {direction} is better), 95% t "
             f"interval [{low:.4g}, {high:.4g}]: reproduced if its low end > {margin:g}, "
-            f"not reproduced if its high end < {margin:g}, else inconclusive"
+            f"not reproduced if its high end < {refute:g}"
+            + (f" (margin + smallest effect {smallest_effect:g})" if smallest_effect else "")
+            + ", else inconclusive"
         )
     else:
         rule = (
@@ -160,7 +172,7 @@ def verdict(
         outcome = INCONCLUSIVE
         rule += " (fewer than 2 seeds with finite values: no interval)"
     elif test == "superior":
-        outcome = REPRODUCED if low > margin else NOT_REPRODUCED if high < margin else INCONCLUSIVE
+        outcome = REPRODUCED if low > margin else NOT_REPRODUCED if high < refute else INCONCLUSIVE
     elif -margin < low and high < margin:
         outcome = REPRODUCED
     elif low > margin or high < -margin:
