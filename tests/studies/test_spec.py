@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -117,6 +118,17 @@ BAD = [
         'metrics = ["test_accuracy", "sharpness"]',
         "[study] metrics: 'sharpness' is not recorded by any run; it needs [study] measures = "
         f'["sharpness"] ({RECORDED})',
+    ),
+    (
+        'metric = "test_accuracy"',
+        'metric = "test_accuracy"\nsmallest_effect = -0.01',
+        "claim 1: smallest_effect must be a number >= 0, got -0.01",
+    ),
+    (
+        'metric = "test_accuracy"',
+        'metric = "test_accuracy"\ntest = "equivalent"\nmargin = 0.01\nsmallest_effect = 0.01',
+        "claim 1: smallest_effect = 0.01 applies to a 'superior' claim only; an 'equivalent' "
+        "claim's margin already says which difference matters",
     ),
     (
         "target_accuracy = 0.25",
@@ -253,3 +265,22 @@ def test_every_shipped_study_and_its_stored_copy_load() -> None:
     assert len(paths) >= 9
     for path in paths:
         load_spec(path)  # a SpecError names the file
+
+
+def test_every_shipped_report_follows_the_protocol() -> None:
+    """The goal of the studies: no committed arm selected at the edge of its range, at least 10
+    report seeds everywhere, none of them a tuning seed, and the stored copy is the spec."""
+    studies = Path(__file__).parents[2] / "studies"
+    specs = sorted(studies.glob("*.toml"))
+    assert len(specs) >= 10
+    for path in specs:
+        folder = studies / path.stem
+        assert (folder / "study.toml").read_text() == path.read_text(), path.stem
+        spec = load_spec(path)
+        report = json.loads((folder / "report.json").read_text())
+        assert report["cells"], path.stem
+        for cell in report["cells"]:
+            where = f"{path.stem}: {cell['arm']}"
+            assert cell["tuning"]["status"] == "tuned", where
+            assert len(cell["seeds"]) >= 10, where
+            assert not set(cell["seeds"]) & set(spec.tuning.seeds), where
