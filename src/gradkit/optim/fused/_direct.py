@@ -36,18 +36,9 @@ from typing import Any
 
 from torch import Tensor
 
-from gradkit.optim._adam import ScaleByAdam, ScaleByAdamax, ScaleByNadam, ScaleByRadam
 from gradkit.optim._core import Chain, Conditional, GradientTransformation
-from gradkit.optim._layerwise import ScaleByTrustRatio
 from gradkit.optim.fused._plan import StepPlan
 from gradkit.optim.fused._torch_private import global_state_snapshot, tensor_checks
-
-# gradkit's transformations whose modules are being edited elsewhere as this is written
-# (issue 18): the same declaration as ``guard_free = True`` on the class, made here until it is
-# made there. A class listed here and declaring itself is harmless.
-_DECLARED_HERE: frozenset[type] = frozenset(
-    {ScaleByAdam, ScaleByAdamax, ScaleByNadam, ScaleByRadam, ScaleByTrustRatio}
-)
 
 
 def trusted(transformation: GradientTransformation) -> bool:
@@ -61,7 +52,7 @@ def trusted(transformation: GradientTransformation) -> bool:
         return all(map(trusted, transformation.transformations))  # type: ignore[attr-defined]
     if kind is Conditional:
         return trusted(transformation.inner)  # type: ignore[attr-defined]
-    return kind.guard_free is True or kind in _DECLARED_HERE
+    return kind.guard_free is True
 
 
 def _structural(value: Any) -> Any:
