@@ -226,7 +226,7 @@ def test_fused_lamb_keeps_its_update_in_a_workspace_not_a_fresh_buffer() -> None
     # Two loops over the parameter: one writes the moments and the update and reduces both
     # norms, one applies the update. A third would read the update back for its norm.
     assert code.count("x0<static_cast<int64_t>(1000L); x0+=") == 2
-    workspace = optimizer._fused._workspaces[params[0]]
+    workspace = optimizer._fused._step._workspaces[params[0]]
     assert workspace.shape == params[0].shape and workspace.data_ptr() != params[0].data_ptr()
     # The workspace is scratch memory, not state: the state dict is torch.optim's.
     assert set(optimizer.state[params[0]]) == {"step", "exp_avg", "exp_avg_sq"}
@@ -299,11 +299,3 @@ def test_loops_over_different_parameters_stay_apart() -> None:
     optimizer.step()
     _, (code,) = run_and_get_code(optimizer.step)
     assert code.count("x0<static_cast<int64_t>(262144L)") == 2
-
-
-def test_inductor_options_that_this_torch_lacks_are_left_out() -> None:
-    """torch>=2.4 is declared; older releases reject inductor options they do not know."""
-    from gradkit.optim._fused import _known
-
-    options = {"size_asserts": False, "cpp.min_chunk_size": 8, "cpp.no_such": 1, "no_such": 2}
-    assert _known(options) == {"size_asserts": False, "cpp.min_chunk_size": 8}

@@ -1,10 +1,10 @@
 """The fused step's plan and direct call: fast when nothing changed, exact when something did.
 
 After dynamo has run a fused step's program through its guards, later steps reuse their buckets
-and call the program directly (``gradkit.optim._plan``, ``gradkit.optim._direct``). Each test
-here changes one thing between steps that the compiled program or the buckets depend on, and
-demands the eager path's numbers: a check that missed the change would run the program on the
-wrong layout, the wrong state or the wrong structure.
+and call the program directly (``gradkit.optim.fused._plan``, ``gradkit.optim.fused._direct``).
+Each test here changes one thing between steps that the compiled program or the buckets depend
+on, and demands the eager path's numbers: a check that missed the change would run the program
+on the wrong layout, the wrong state or the wrong structure.
 
 The runs are in float64, where the two paths agree to float64 rounding: in float32, inductor's
 vector code (its width and fused multiply-adds differ between CPUs) can leave a parameter one
@@ -81,9 +81,9 @@ def test_steady_state_steps_call_the_program_without_dynamo(monkeypatch: Any) ->
     model = make_model()
     optimizer = gko.Adam(model.parameters(), lr=1e-2, fused=True)
     guarded_calls = []
-    compiled = optimizer._fused._compiled
+    compiled = optimizer._fused._step._compiled
     monkeypatch.setattr(
-        optimizer._fused, "_compiled", lambda *a: guarded_calls.append(1) or compiled(*a)
+        optimizer._fused._step, "_compiled", lambda *a: guarded_calls.append(1) or compiled(*a)
     )
     for _ in range(5):
         optimizer.zero_grad()
@@ -225,6 +225,50 @@ def test_a_users_transformation_always_runs_under_dynamos_guards() -> None:
 
     fused = assert_same_as_eager(build, change_factor)
     assert fused.direct_steps == 0
+
+
+class HalveUpdates(GradientTransformation):
+    """A user's transformation that reads nothing but the bucket, and says so."""
+
+    name = "halve_updates"
+    guard_free = True
+
+    def apply(self, bucket: Bucket) -> None:
+        torch._foreach_mul_(bucket.updates, 0.5)
+
+
+class HalveUpdatesAndMore(HalveUpdates):
+    """A subclass, which might read more than its base: it has not declared itself."""
+
+
+@pytest.mark.parametrize("kind", [HalveUpdates, HalveUpdatesAndMore])
+def test_a_users_transformation_is_called_directly_only_if_its_class_declares_it(
+    kind: type,
+) -> None:
+    def build(params: Any, *, fused: bool) -> torch.optim.Optimizer:
+        return ChainedOptimizer(
+            params, gko.chain(kind(), gko.scale_by_learning_rate(0.05)), fused=fused
+        )
+
+    fused = assert_same_as_eager(build, no_edit)
+    assert fused.direct_steps == (6 if kind is HalveUpdates else 0)
+
+
+def test_whether_a_chain_skips_dynamos_guards_is_declared_not_read_from_its_module() -> None:
+    from gradkit.optim.fused._direct import trusted
+
+    class InGradkitsNamespace(HalveUpdates):
+        __module__ = "gradkit.optim.users_module"  # the old rule trusted any such module
+
+    assert HalveUpdates.guard_free and not InGradkitsNamespace.guard_free
+    assert trusted(gko.chain(HalveUpdates(), gko.scale_by_learning_rate()))
+    assert not trusted(gko.chain(InGradkitsNamespace(), gko.scale_by_learning_rate()))
+    assert not trusted(gko.chain(ScaleByFactor(), gko.scale_by_learning_rate()))
+    params = [nn.Parameter(torch.zeros(2))]
+    for name, spec in OPTIMIZERS.items():
+        for options in ({}, {"agc_clipping": 0.01}):
+            optimizer = spec.create(params, **options)
+            assert trusted(optimizer.transformation), (name, options)
 
 
 @pytest.mark.parametrize("name", ["lamb", "radam", "nadam"])

@@ -68,6 +68,7 @@ class ScaleByAdam(_Moments):
     """
 
     name = "scale_by_adam"
+    guard_free = True
 
     def __init__(
         self,
@@ -162,6 +163,7 @@ class ScaleByAdamax(GradientTransformation):
     """
 
     name = "scale_by_adamax"
+    guard_free = True
 
     def __init__(self, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
         super().__init__([Hyper("betas", betas, _betas_check), Hyper("eps", eps, non_negative)])
@@ -214,6 +216,7 @@ class ScaleByNadam(_Moments):
     """
 
     name = "scale_by_nadam"
+    guard_free = True
 
     def __init__(
         self,
@@ -306,6 +309,7 @@ class ScaleByRadam(_Moments):
     """
 
     name = "scale_by_radam"
+    guard_free = True
 
     def __init__(self, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
         super().__init__([Hyper("betas", betas, _betas_check), Hyper("eps", eps, non_negative)])

@@ -55,6 +55,7 @@ class ScaleByAdan(GradientTransformation):
     """
 
     name = "scale_by_adan"
+    guard_free = True
 
     def __init__(
         self, betas: tuple[float, float, float] = (0.98, 0.92, 0.99), eps: float = 1e-8
@@ -138,6 +139,7 @@ class ScaleByProximalDecay(GradientTransformation):
     """
 
     name = "scale_by_proximal_decay"
+    guard_free = True
 
     def __init__(self, lr: float = 1e-3, weight_decay: float = 0.0) -> None:
         super().__init__(

@@ -24,6 +24,7 @@ class ScaleByAdagrad(GradientTransformation):
     """
 
     name = "scale_by_adagrad"
+    guard_free = True
 
     def __init__(
         self, lr_decay: float = 0.0, initial_accumulator_value: float = 0.0, eps: float = 1e-10
@@ -81,6 +82,7 @@ class ScaleByRms(GradientTransformation):
     """
 
     name = "scale_by_rms"
+    guard_free = True
 
     def __init__(self, alpha: float = 0.99, eps: float = 1e-8, centered: bool = False) -> None:
         super().__init__(
@@ -132,6 +134,7 @@ class ScaleByAdadelta(GradientTransformation):
     """
 
     name = "scale_by_adadelta"
+    guard_free = True
 
     def __init__(self, rho: float = 0.9, eps: float = 1e-6) -> None:
         super().__init__([Hyper("rho", rho, unit_interval), Hyper("eps", eps, non_negative)])

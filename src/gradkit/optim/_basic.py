@@ -18,6 +18,7 @@ class ScaleByLearningRate(GradientTransformation):
     """
 
     name = "scale_by_learning_rate"
+    guard_free = True
 
     def __init__(self, lr: float = 1e-3) -> None:
         super().__init__([Hyper("lr", lr, non_negative)])
@@ -43,6 +44,7 @@ class AddDecayedWeights(GradientTransformation):
     """
 
     name = "add_decayed_weights"
+    guard_free = True
 
     def __init__(self, weight_decay: float = 0.0) -> None:
         super().__init__([Hyper("weight_decay", weight_decay, non_negative)])
@@ -77,6 +79,7 @@ class Trace(GradientTransformation):
     """
 
     name = "trace"
+    guard_free = True
 
     def __init__(self, momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False):
         super().__init__(

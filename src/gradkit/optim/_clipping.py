@@ -53,6 +53,7 @@ class ClipByAgc(GradientTransformation):
     """
 
     name = "clip_by_agc"
+    guard_free = True
 
     def __init__(self, clipping: float | None = 0.01, eps: float = 1e-3) -> None:
         super().__init__(
@@ -111,6 +112,7 @@ class ClipByGlobalNorm(GradientTransformation):
     """
 
     name = "clip_by_global_norm"
+    guard_free = True
 
     def __init__(self, max_grad_norm: float | None = 1.0) -> None:
         super().__init__([Hyper("max_grad_norm", max_grad_norm, optional_non_negative)])

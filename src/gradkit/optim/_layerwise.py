@@ -126,6 +126,7 @@ class ScaleByTrustRatio(GradientTransformation):
     """
 
     name = "scale_by_trust_ratio"
+    guard_free = True
 
     def __init__(
         self,

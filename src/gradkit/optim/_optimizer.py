@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from gradkit.optim._core import Bucket, GradientTransformation, scalar_dtype
-from gradkit.optim._fused import FusedStep
 from gradkit.optim._hyper import Hyper, boolean, validate_group
 from gradkit.optim._torch_kernels import run_torch_kernels
+
+if TYPE_CHECKING:
+    from gradkit.optim.fused import FusedBackend
 
 ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
 
@@ -35,7 +37,7 @@ class ChainedOptimizer(torch.optim.Optimizer):
     modified.
 
     With ``fused=True`` the whole step (all transformations, all groups) is compiled by
-    ``torch.compile`` into a few fused kernels (see :mod:`gradkit.optim._fused`). It gives the
+    ``torch.compile`` into a few fused kernels (see :mod:`gradkit.optim.fused`). It gives the
     same numbers as the eager path up to float rounding and moves each array about once per
     step, close to the memory-bandwidth floor (``benchmarks/RESULTS.md``). Where it loses:
 
@@ -101,7 +103,7 @@ class ChainedOptimizer(torch.optim.Optimizer):
         self._transformation = transformation
         self._hypers = hypers
         self._hyper_keys = tuple(hypers)
-        self._fused = FusedStep(transformation) if fused else None
+        self._fused = _fused_backend(transformation, self._hyper_keys) if fused else None
         merged = {key: hyper.default for key, hyper in hypers.items()}
         merged.update(defaults)
         if isinstance(params, Tensor):
@@ -211,32 +213,13 @@ class ChainedOptimizer(torch.optim.Optimizer):
         # Cross-group settings may have been edited since construction; check before any
         # state changes, so that a failed step leaves no trace.
         self._transformation.validate_groups(self.param_groups, type(self).__name__)
-        if self._fused is not None:
-            self._fused_step(self._fused)
+        if self._fused is not None and self._fused.try_step(self):
             return loss
         buckets, _ = self._buckets()
         if self._torch_kernels:
             buckets = run_torch_kernels(self._transformation, buckets)
         self._eager_step(buckets)
         return loss
-
-    # The fused step compiles and runs its own program, and keeps Python-side caches that a
-    # caller's torch.compile(opt.step) cannot trace (dynamo failed inside it with "Guard failed
-    # on the same frame it was created"): it always runs as Python, whoever calls it.
-    @torch.compiler.disable
-    def _fused_step(self, fused: FusedStep) -> None:
-        if fused.plan is not None:
-            if fused.plan.reuse(self.param_groups, self.state):
-                fused.step(fused.plan, self._hyper_keys)
-                return
-            fused.plan = None
-        buckets, fresh = self._buckets()
-        if not buckets:
-            return
-        if not fresh:
-            fused.step(fused.plan_for(self.param_groups, self.state, buckets), self._hyper_keys)
-            return
-        self._eager_step(buckets)
 
     def _eager_step(self, buckets: list[Bucket]) -> None:
         """The eager multi-tensor step (also the fused path's first step of new state)."""
@@ -318,7 +301,16 @@ class ChainedOptimizer(torch.optim.Optimizer):
         if not had_differentiable:
             # torch.optim adds this key for its own optimizers; no gradkit chain reads it.
             self.defaults.pop("differentiable", None)
-        self._fused = FusedStep(self._transformation) if fused else None
+        self._fused = _fused_backend(self._transformation, self._hyper_keys) if fused else None
 
     def __repr__(self) -> str:
         return super().__repr__() + f"\n[{self._transformation!r}]"
+
+
+def _fused_backend(
+    transformation: GradientTransformation, hyper_keys: tuple[str, ...]
+) -> FusedBackend:
+    """The fused backend (imported here: the eager path never imports it)."""
+    from gradkit.optim.fused import FusedBackend
+
+    return FusedBackend(transformation, hyper_keys)

@@ -29,6 +29,7 @@ class ScaleByLion(GradientTransformation):
     """
 
     name = "scale_by_lion"
+    guard_free = True
 
     def __init__(self, betas: tuple[float, float] = (0.9, 0.99)) -> None:
         super().__init__([Hyper("betas", betas, _betas_check)])

@@ -1,4 +1,4 @@
-"""The fused path: a whole optimizer step compiled by ``torch.compile`` into few kernels.
+"""The fused step: a whole optimizer step compiled by ``torch.compile`` into few kernels.
 
 The eager path runs each transformation as multi-tensor ops, so every parameter's bytes cross
 memory once per op. The fused path traces the same chain (the same Python code) with
@@ -23,17 +23,17 @@ The step counters themselves are views of one vector per bucket, incremented wit
 operation and never handed to the compiled program.
 
 The program is compiled by inductor with a few settings of its own (see
-:func:`_compiled_copy`) and, through its compile backend, heuristics of its own
-(:func:`_step_choices_class`): inductor's defaults fused loops of different parameters because
-they read the same hyperparameters, and refused to fuse the loops of one parameter when a
-multi-tensor program over many parameters put them far apart.
+:func:`compiled_copy`) and, through its compile backend, heuristics of its own
+(:func:`~gradkit.optim.fused._torch_private.step_choices_class`): inductor's defaults fused
+loops of different parameters because they read the same hyperparameters, and refused to fuse
+the loops of one parameter when a multi-tensor program over many parameters put them far apart.
 
 What a step costs besides its arithmetic: the buckets are kept between steps and checked by
-identity (:mod:`gradkit.optim._plan`), and once dynamo has run the program through its guards,
-later steps call it directly while their structure and inputs match
-(:mod:`gradkit.optim._direct`). Divisions by per-step scalars become multiplications by their
-reciprocals (:meth:`Bucket.per_step_divisor`): the compiled loops would otherwise divide every
-vector.
+identity (:mod:`gradkit.optim.fused._plan`), and once dynamo has run the program through its
+guards, later steps call it directly while their structure and inputs match
+(:mod:`gradkit.optim.fused._direct`). Divisions by per-step scalars become multiplications by
+their reciprocals (:meth:`Bucket.per_step_divisor`): the compiled loops would otherwise divide
+every vector.
 
 Compiled code is cached on disk by inductor (its FX graph cache) and reused by later processes
 with the same chain, shapes and torch version; :attr:`FusedStep.compile_seconds` reports the
@@ -46,8 +46,8 @@ import functools
 import operator
 import time
 import types
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -56,7 +56,7 @@ from torch import Tensor
 from torch.utils.weak import WeakTensorKeyDictionary
 
 from gradkit.optim._core import Bucket, GradientTransformation, is_off
-from gradkit.optim._direct import (
+from gradkit.optim.fused._direct import (
     DirectCall,
     gather_inputs,
     record,
@@ -64,7 +64,12 @@ from gradkit.optim._direct import (
     structure,
     trusted,
 )
-from gradkit.optim._plan import StepPlan
+from gradkit.optim.fused._plan import StepPlan
+from gradkit.optim.fused._torch_private import (
+    compile_with_inductor,
+    known_inductor_options,
+    step_choices,
+)
 
 
 def _precompute(transformation: GradientTransformation, buckets: Sequence[Bucket]) -> None:
@@ -107,11 +112,35 @@ def _numeric(value: Any) -> bool:
     return isinstance(value, (int, float, Tensor)) and not isinstance(value, bool)
 
 
-def _compiled_copy(function: Any, log: list[Any]) -> Any:
+INDUCTOR_OPTIONS: dict[str, Any] = {
+    "size_asserts": False,
+    "alignment_asserts": False,
+    "cpp.min_chunk_size": _MIN_CHUNK,
+    "score_fusion_memory_threshold": _SHARED_BYTES_TO_FUSE,
+    # In the cache key, so that programs compiled with inductor's own heuristics are not
+    # taken for these; the heuristics themselves are installed by compile_with_inductor.
+    "inductor_choices_class": step_choices,
+}
+"""The inductor settings of the step's program (why each, in :func:`compiled_copy`)."""
+
+
+@dataclass
+class CallLog:
+    """What the step's compile backend saw: each guarded call of a program, and compilations."""
+
+    calls: list[Any] = field(default_factory=list)
+    compilations: int = 0
+
+
+def compiled_copy(
+    function: Any, log: CallLog, *, guard_filter_fn: Callable[..., Any] | None = None
+) -> Any:
     """``torch.compile`` of a private copy of ``function``, noting its calls in ``log``.
 
     Dynamo caches compiled code per code object; two optimizers with different chains must not
-    share (and exhaust) one cache, so each compiles its own copy.
+    share (and exhaust) one cache, so each compiles its own copy. ``guard_filter_fn`` is
+    ``torch.compile``'s public guard filter (``benchmarks/fused_guards.py`` compares them);
+    the step itself keeps every guard.
     """
     code = function.__code__.replace()
     copy = types.FunctionType(code, function.__globals__, function.__name__)
@@ -127,82 +156,25 @@ def _compiled_copy(function: Any, log: list[Any]) -> Any:
     # worse than two loops in turn (momentum SGD 2-8% slower at 10M parameters). Only loops
     # sharing more than the hyperparameters (at most a few dozen bytes) may fuse: in practice,
     # loops over the same parameter, down to a 64-element bias.
-    options = {
-        "size_asserts": False,
-        "alignment_asserts": False,
-        "cpp.min_chunk_size": _MIN_CHUNK,
-        "score_fusion_memory_threshold": _SHARED_BYTES_TO_FUSE,
-        # In the cache key, so that programs compiled with inductor's own heuristics are not
-        # taken for these; the heuristics themselves are installed by _inductor_with_choices.
-        "inductor_choices_class": _step_choices,
-    }
-    backend = functools.partial(_inductor_with_choices, options=_known(options), log=log)
-    return torch.compile(copy, fullgraph=True, dynamic=False, backend=backend)
+    options = known_inductor_options(INDUCTOR_OPTIONS)
+    backend = functools.partial(_inductor_backend, options=options, log=log)
+    extra = {} if guard_filter_fn is None else {"options": {"guard_filter_fn": guard_filter_fn}}
+    return torch.compile(copy, fullgraph=True, dynamic=False, backend=backend, **extra)
 
 
-def _inductor_with_choices(
-    graph: Any, example_inputs: Any, *, options: dict[str, Any], log: list[Any]
+def _inductor_backend(
+    graph: Any, example_inputs: Any, *, options: dict[str, Any], log: CallLog
 ) -> Any:
-    """Inductor with ``options`` and the step's heuristics (:func:`_step_choices_class`).
+    """Inductor with ``options`` and the step's heuristics; counts the compilation.
 
     A backend, so that the heuristics are in place while a program compiles and cost nothing
-    on the calls that run it. Each guarded call of the program is noted in ``log``, so that
-    the step can call it directly afterwards (:mod:`gradkit.optim._direct`).
+    on the calls that run it. Dynamo calls it once per program it traces, which is what
+    :attr:`FusedStep.compilations` counts (inductor's on-disk cache may still make it quick).
+    Each guarded call of the program is noted in ``log``, so that the step can call it directly
+    afterwards (:mod:`gradkit.optim.fused._direct`).
     """
-    from torch._inductor.compile_fx import compile_fx
-    from torch._inductor.virtualized import V
-
-    with V.set_choices_handler(_step_choices()):
-        return run_recorded(compile_fx(graph, example_inputs, config_patches=options), log)
-
-
-@functools.cache
-def _step_choices_class() -> type:
-    """Inductor's heuristics for an optimizer step (a class, made once, on first use).
-
-    Inductor refuses to fuse two loops that are more than 64 nodes apart in the program, to
-    keep the temporaries of a long model from living longer. In an optimizer step over many
-    parameters every multi-tensor operation is one node per parameter, so a parameter's
-    second-moment update and the loop that reads it are hundreds of nodes apart: with 68
-    parameters fused LAMB re-read the second moment and the gradient in a loop of their own
-    (48 bytes per parameter instead of 40). Here loops that share enough data fuse whatever
-    their distance; a step holds no large temporaries whose life this could lengthen.
-    """
-    from torch._inductor import config
-    from torch._inductor.choices import InductorChoices
-
-    class StepChoices(InductorChoices):
-        @staticmethod
-        def can_fuse_horizontal(scheduler: Any, node1: Any, node2: Any, shared: int) -> bool:
-            if shared >= config.score_fusion_memory_threshold:
-                return True
-            return InductorChoices.can_fuse_horizontal(scheduler, node1, node2, shared)
-
-        def uuid(self) -> str:  # part of inductor's cache key
-            return "gradkit.optim.fused.StepChoices/1"
-
-    return StepChoices
-
-
-def _step_choices() -> Any:
-    return _step_choices_class()()
-
-
-def _known(options: dict[str, Any]) -> dict[str, Any]:
-    """The inductor options this torch has (older releases lack some, and reject unknown ones).
-
-    Each is a speed setting; where it is missing the step runs with inductor's default.
-    """
-    from torch._inductor import config
-
-    def exists(name: str) -> bool:
-        owner: Any = config
-        *path, leaf = name.split(".")
-        for part in path:
-            owner = getattr(owner, part, None)
-        return owner is not None and hasattr(owner, leaf)
-
-    return {name: value for name, value in options.items() if exists(name)}
+    log.compilations += 1
+    return run_recorded(compile_with_inductor(graph, example_inputs, options), log.calls)
 
 
 @dataclass
@@ -243,13 +215,13 @@ class FusedStep:
     program that takes them as inputs: its element-wise kernels read them instead of recomputing
     them for every vector of every parameter. The buckets are kept between steps
     (:attr:`plan`), and once dynamo has run the program through its guards, later steps call
-    it directly while the step's structure and inputs match (:mod:`gradkit.optim._direct`).
+    it directly while the step's structure and inputs match (:mod:`gradkit.optim.fused._direct`).
     """
 
     def __init__(self, transformation: GradientTransformation) -> None:
         self.transformation = transformation
-        self._log: list[Any] = []
-        self._compiled = _compiled_copy(_run_chain, self._log)
+        self._log = CallLog()
+        self._compiled = compiled_copy(_run_chain, self._log)
         self._tensors: dict[tuple[int, str], _Holder] = {}
         self._wants_workspace = transformation.wants_workspace()
         self._workspaces = WeakTensorKeyDictionary()
@@ -401,15 +373,14 @@ class FusedStep:
                     bucket.updates = []  # what the traced program leaves (see _run_chain)
                 self.direct_steps += 1
                 return
-        counters = torch._dynamo.utils.counters["stats"]
-        before = counters["unique_graphs"]
+        before = self._log.compilations
         start = time.perf_counter()
-        self._log.clear()
+        self._log.calls.clear()
         self._compiled(self.transformation, buckets)
-        if counters["unique_graphs"] != before:
-            self.compilations += 1
+        if self._log.compilations != before:
+            self.compilations += self._log.compilations - before
             self.compile_seconds += time.perf_counter() - start
         self._direct = None
-        if shape is not None and len(self._log) == 1:
-            self._direct = record(*self._log[0], inputs, shape)
-        self._log.clear()
+        if shape is not None and len(self._log.calls) == 1:
+            self._direct = record(*self._log.calls[0], inputs, shape)
+        self._log.calls.clear()

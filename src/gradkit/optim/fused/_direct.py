@@ -6,7 +6,7 @@ buckets and state dicts, plus the frame evaluation around them. With cold caches
 step of a training run, that is about 170 us of a 70-tensor model's step, twice what the
 compiled program itself costs (``benchmarks/compile_call_overhead.py``).
 
-The fused step does not need them at every step: its plan (:mod:`gradkit.optim._plan`) already
+The fused step does not need them at every step: its plan (:mod:`gradkit.optim.fused._plan`)
 knows, by identity, that the Python structure the program was traced on is unchanged. So after
 a guarded call the step records which compiled program dynamo ran and with which inputs, and
 later steps call that program themselves when
@@ -18,8 +18,10 @@ later steps call that program themselves when
   makes (dtype, device, shape, strides, dispatch keys, ``requires_grad``: one C++ call over all
   of them), no two of them are the same tensor, and torch's global state (grad mode, default
   dtype, deterministic mode, ...) is what it was;
-- every transformation of the chain is one of gradkit's own, whose traced code depends on
-  nothing else (a user's transformation may read any Python value; it always runs guarded).
+- every transformation of the chain declares ``guard_free = True`` on its own class (see
+  :class:`~gradkit.optim.GradientTransformation`): its traced code depends on nothing else.
+  gradkit's own do; a user's transformation may read any Python value, so it runs guarded
+  unless it declares itself.
 
 Anything else, or a torch whose internals differ from what this module expects, falls back to
 the guarded call, which may recompile as usual and is then recorded in its turn.
@@ -35,21 +37,22 @@ from typing import Any
 from torch import Tensor
 
 from gradkit.optim._core import Chain, Conditional, GradientTransformation
-from gradkit.optim._plan import StepPlan
+from gradkit.optim.fused._plan import StepPlan
+from gradkit.optim.fused._torch_private import global_state_snapshot, tensor_checks
 
 
 def trusted(transformation: GradientTransformation) -> bool:
     """Whether the traced code of ``transformation`` depends only on what the step checks.
 
-    gradkit's own transformations read the buckets, the states and the group's hyperparameters
-    and nothing else; chains and conditionals of them likewise.
+    A chain or a conditional is, if what it runs is; any other transformation is, if its own
+    class (not a base) declares ``guard_free = True``: a subclass may read more than its base.
     """
     kind = type(transformation)
     if kind is Chain:
         return all(map(trusted, transformation.transformations))  # type: ignore[attr-defined]
     if kind is Conditional:
         return trusted(transformation.inner)  # type: ignore[attr-defined]
-    return kind.__module__.startswith("gradkit.optim.")
+    return kind.guard_free is True
 
 
 def _structural(value: Any) -> Any:
@@ -127,8 +130,8 @@ class DirectCall:
     structure: tuple[Any, ...]
     size: int
     pick: Callable[[list[Tensor]], tuple[Tensor, ...]]
-    tensor_checks: Any  # torch._C._dynamo.guards.TensorGuards
-    global_state: Any  # torch._C._dynamo.guards.GlobalStateGuard
+    tensor_checks: Any  # from _torch_private.tensor_checks
+    global_state: Any  # from _torch_private.global_state_snapshot
 
     def __call__(self, structure: tuple[Any, ...], inputs: list[Tensor] | None) -> bool:
         """Run the program if the step matches what it was compiled for; whether it ran."""
@@ -166,17 +169,15 @@ def record(
     if None in order or not order:
         return None
     try:
-        from torch._C._dynamo.guards import GlobalStateGuard, TensorGuards
-
-        tensor_checks = TensorGuards(*arguments, dynamic_dims_sizes=None, dynamic_dims_strides=None)
-        global_state = GlobalStateGuard()
-        if not (tensor_checks.check(*arguments) and global_state.check()):
+        checks = tensor_checks(arguments)
+        global_state = global_state_snapshot()
+        if not (checks.check(*arguments) and global_state.check()):
             return None
     except (ImportError, AttributeError, TypeError, RuntimeError):
         return None  # a torch whose guard classes differ: stay on dynamo's guards
     getter = operator.itemgetter(*order)
     pick = (lambda xs: (getter(xs),)) if len(order) == 1 else getter
-    return DirectCall(program, structure, len(inputs), pick, tensor_checks, global_state)
+    return DirectCall(program, structure, len(inputs), pick, checks, global_state)
 
 
 def run_recorded(program: Callable[..., Any], log: list[Any]) -> Callable[..., Any]:
