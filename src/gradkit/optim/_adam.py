@@ -20,6 +20,7 @@ from gradkit.optim._foreach import (
     divide_by_scalars_,
     divided_by_scalars,
     lerp_,
+    mul_scalars_,
     sqrt,
 )
 from gradkit.optim._hyper import Hyper, boolean, non_negative
@@ -242,30 +243,13 @@ class ScaleByNadam(_Moments):
     def scalars(self, bucket: Bucket) -> dict[str, Any]:
         beta1, beta2 = bucket.value("betas")
         psi = bucket.value("momentum_decay")
-        mus = bucket.per_step(lambda t: beta1 * (1.0 - 0.5 * 0.96 ** (t * psi)))
-        mus_next = bucket.per_step(lambda t: beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * psi)))
-        if bucket.hypers is None:
-            counters = [state["mu_product"] for state in bucket.states]
-            products = []
-            for counter, mu in zip(counters, mus, strict=True):
-                counter *= mu
-                # torch.optim reads the float32 product back as a Python float (float64).
-                products.append(float(counter))
-            grad_scales = [(1.0 - mu) / (1.0 - p) for mu, p in zip(mus, products, strict=True)]
-            avg_scales = [
-                mu_next / (1.0 - p * mu_next) for mu_next, p in zip(mus_next, products, strict=True)
-            ]
-        else:
-            # The same rounding on arrays: the product in the counter's dtype, the scales in
-            # float64. The array's elements are the state's counters.
-            counters = bucket.counters["mu_product"]
-            counters *= mus.astype(counters.dtype)
-            product = counters.astype(np.float64)
-            grad_scales = (1.0 - mus) / (1.0 - product)
-            avg_scales = mus_next / (1.0 - product * mus_next)
+        steps = np.asarray(bucket.per_step(lambda t: t), dtype=np.float64)
+        mus = beta1 * (1.0 - 0.5 * 0.96 ** (steps * psi))
+        mus_next = beta1 * (1.0 - 0.5 * 0.96 ** ((steps + 1) * psi))
+        products = bucket.advance_counters("mu_product", mus)
         return {
-            "grad_scales": grad_scales,
-            "avg_scales": avg_scales,
+            "grad_scales": (1.0 - mus) / (1.0 - products),
+            "avg_scales": mus_next / (1.0 - products * mus_next),
             "bias_correction2": bucket.per_step_divisor(lambda t: 1 - beta2**t),
         }
 
@@ -314,13 +298,14 @@ class ScaleByRadam(_Moments):
     def __init__(self, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
         super().__init__([Hyper("betas", betas, _betas_check), Hyper("eps", eps, non_negative)])
 
-    def scalars(self, bucket: Bucket) -> dict[str, Any] | None:
-        """The fused program's scales and switches; the eager rule branches in :meth:`apply`."""
-        if bucket.hypers is None:
-            return None
+    def scalars(self, bucket: Bucket) -> dict[str, Any]:
+        r"""The step's scales, with :math:`\rho_t > 5` as numbers rather than a branch: the
+        update is :math:`m_t\, a / (s \sqrt{v_t} + e)` with :math:`(a, s, e) = (r_t
+        \sqrt{1-\beta_2^t}/(1-\beta_1^t), 1, \epsilon)` when rectified and :math:`(1/(1-
+        \beta_1^t), 0, 1)` before (the denominator is then exactly 1)."""
         beta1, beta2 = bucket.value("betas")
         rho_inf = 2 / (1 - beta2) - 1
-        steps = bucket.per_step(lambda t: t)
+        steps = np.asarray(bucket.per_step(lambda t: t), dtype=np.float64)
         bias_correction1 = 1 - beta1**steps
         bias_correction2 = 1 - beta2**steps
         rho_t = rho_inf - 2 * steps * (beta2**steps) / bias_correction2
@@ -329,56 +314,23 @@ class ScaleByRadam(_Moments):
         radicand = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
         rect = np.sqrt(np.where(rectified, radicand, 1.0))
         return {
-            "rectified_scales": rect * bias_correction2**0.5 / bias_correction1,
-            "plain_scales": 1 / bias_correction1,
-            "switches": rectified,
+            "scales": np.where(
+                rectified, rect * bias_correction2**0.5 / bias_correction1, 1 / bias_correction1
+            ),
+            "root_scales": np.where(rectified, 1.0, 0.0),
+            "shifts": np.where(rectified, bucket.value("eps"), 1.0),
         }
 
     def apply(self, bucket: Bucket) -> None:
         beta1, beta2 = bucket.value("betas")
-        exp_avgs, exp_avg_sqs = _moments(bucket, beta1, beta2)
-        if bucket.hypers is not None:
-            self._apply_branch_free(bucket, exp_avgs, exp_avg_sqs)
-            return
-        rho_inf = 2 / (1 - beta2) - 1
-        rectified, plain, rectified_scales = [], [], []
-        for index, step in enumerate(bucket.steps):
-            bias_correction2 = 1 - beta2**step
-            rho_t = rho_inf - 2 * step * (beta2**step) / bias_correction2
-            if rho_t > 5.0:
-                rect = (
-                    (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
-                ) ** 0.5
-                rectified.append(index)
-                rectified_scales.append(rect * bias_correction2**0.5 / (1 - beta1**step))
-            else:
-                plain.append(index)
-        if plain:
-            updates = [bucket.updates[i] for i in plain]
-            torch._foreach_copy_(updates, [exp_avgs[i] for i in plain])
-            torch._foreach_div_(updates, [1 - beta1 ** bucket.steps[i] for i in plain])
-        if rectified:
-            updates = [bucket.updates[i] for i in rectified]
-            denom = torch._foreach_sqrt([exp_avg_sqs[i] for i in rectified])
-            torch._foreach_add_(denom, bucket.group["eps"])
-            torch._foreach_copy_(updates, [exp_avgs[i] for i in rectified])
-            torch._foreach_div_(updates, denom)
-            torch._foreach_mul_(updates, rectified_scales)
-
-    def _apply_branch_free(
-        self, bucket: Bucket, exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor]
-    ) -> None:
-        """The same rule with the ``rho_t > 5`` switch as a select, for a compiled step."""
         scalars = self.step_scalars(bucket)
+        exp_avgs, exp_avg_sqs = _moments(bucket, beta1, beta2)
         denom = torch._foreach_sqrt(exp_avg_sqs)
-        add_scalar_(denom, bucket.value("eps"))
-        adaptive = torch._foreach_div(exp_avgs, denom)
-        torch._foreach_mul_(adaptive, unstack(scalars["rectified_scales"]))
-        plain = torch._foreach_mul(exp_avgs, unstack(scalars["plain_scales"]))
-        for update, switch, rectified_update, plain_update in zip(
-            bucket.updates, unstack(scalars["switches"]), adaptive, plain, strict=True
-        ):
-            update.copy_(torch.where(switch, rectified_update, plain_update))
+        mul_scalars_(denom, unstack(scalars["root_scales"]))
+        torch._foreach_add_(denom, unstack(scalars["shifts"]))
+        torch._foreach_copy_(bucket.updates, exp_avgs)
+        torch._foreach_div_(bucket.updates, denom)
+        torch._foreach_mul_(bucket.updates, unstack(scalars["scales"]))
 
 
 def scale_by_radam(betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> ScaleByRadam:

@@ -116,6 +116,27 @@ class Bucket:
         values = self.per_step(function)
         return values if self.hypers is None else 1.0 / values
 
+    def advance_counters(self, key: str, factors: Any) -> np.ndarray:
+        """Multiply each parameter's 0-d state counter ``key`` by its factor, in the
+        counter's dtype (as torch.optim's ``mu_product *= mu``), and return the products as
+        float64 (as torch's ``float(mu_product)``), one per parameter.
+
+        One rule for both paths: eager, the state tensors are multiplied one by one; fused,
+        ``counters[key]`` is an array whose elements are the state's counters, multiplied in
+        one numpy operation.
+        """
+        factors = np.asarray(factors, dtype=np.float64)
+        if self.hypers is None:
+            products = []
+            for state, factor in zip(self.states, factors.tolist(), strict=True):
+                counter = state[key]
+                counter *= factor
+                products.append(float(counter))
+            return np.asarray(products, dtype=np.float64)
+        counters = self.counters[key]
+        counters *= factors.astype(counters.dtype)
+        return counters.astype(np.float64)
+
     def is_off(self, key: str) -> bool:
         """Whether ``key`` is ``None`` or 0 in this group (a structural, not a numeric, fact)."""
         if self.hypers is None:
@@ -124,8 +145,14 @@ class Bucket:
 
 
 def unstack(values: Any) -> list[Any]:
-    """Per-parameter scalars as a list: a list as it is, a vector as its 0-d elements."""
-    return values if isinstance(values, list) else list(values.unbind())
+    """Per-parameter scalars as a list: a list as it is, a numpy array (the eager path's
+    :meth:`GradientTransformation.scalars`) as Python numbers, a tensor (the fused path's,
+    made from the same array) as its 0-d elements."""
+    if isinstance(values, list):
+        return values
+    if isinstance(values, np.ndarray):
+        return values.tolist()
+    return list(values.unbind())
 
 
 def is_off(value: Any) -> bool:

@@ -90,6 +90,14 @@ def add_scalar(tensors: list[Tensor], value: Scalar) -> list[Tensor]:
     return torch._foreach_add(tensors, value)
 
 
+def mul_scalars_(targets: list[Tensor], factors: list[Any]) -> None:
+    """``targets[i] *= factors[i]`` in place; no pass at all when every factor is the number
+    1 (a rule's switch that is on for every parameter, as RAdam's after its first steps)."""
+    if all(not isinstance(f, Tensor) and f == 1.0 for f in factors):
+        return
+    torch._foreach_mul_(targets, factors)
+
+
 def add_scalar_(targets: list[Tensor], value: Scalar) -> None:
     """``targets[i] += value`` in place; see :func:`add_scalar`."""
     if isinstance(value, Tensor):
