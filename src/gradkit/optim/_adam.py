@@ -8,20 +8,23 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from gradkit.optim._core import Bucket, GradientTransformation, scalar_dtype, unstack
+from gradkit.optim._core import (
+    Bucket,
+    GradientTransformation,
+    elementwise,
+    scalar_dtype,
+    select,
+    unstack,
+)
 from gradkit.optim._foreach import (
     add_scalar_,
     add_scaled_,
     addcmul_,
-    divide_by_scalars_,
-    divided_by_scalars,
     lerp_,
     mul_scalars_,
-    sqrt,
 )
 from gradkit.optim._hyper import Hyper, boolean, non_negative
 from gradkit.optim._hyper import betas as _betas_check
@@ -87,12 +90,25 @@ class ScaleByAdam(_Moments):
 
     def scalars(self, bucket: Bucket) -> dict[str, Any]:
         beta1, beta2 = bucket.value("betas")
+        eps = bucket.value("eps")
         return {
-            "bias_correction1": bucket.per_step_divisor(lambda t: 1 - beta1**t),
-            "bias_correction2_sqrt": bucket.per_step_divisor(lambda t: sqrt(1 - beta2**t)),
+            "scales": bucket.per_step(lambda t: (1 - beta2**t) ** 0.5 / (1 - beta1**t)),
+            "eps_scales": bucket.per_step(lambda t: eps * (1 - beta2**t) ** 0.5),
         }
 
     def apply(self, bucket: Bucket) -> None:
+        r"""Adam's direction, written into the updates (free once the moments have taken
+        them), with no new arrays:
+
+        .. math::
+            \frac{m / (1-\beta_1^t)}{\sqrt{v} / \sqrt{1-\beta_2^t} + \epsilon}
+            = \frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}\cdot
+            \frac{m}{\sqrt{v} + \epsilon\sqrt{1-\beta_2^t}}
+
+        the same value up to float rounding. A denominator in a fresh parameter-sized buffer
+        made each step had the allocator hand 40 MB back to the system and fault it in again
+        at every step of a 10M-parameter LAMB (9.5k page faults).
+        """
         beta1, beta2 = bucket.value("betas")
         scalars = self.step_scalars(bucket)
         exp_avgs, exp_avg_sqs = _moments(bucket, beta1, beta2)
@@ -103,44 +119,13 @@ class ScaleByAdam(_Moments):
             maxima = [state["max_exp_avg_sq"] for state in bucket.states]
             torch._foreach_maximum_(maxima, exp_avg_sqs)
             exp_avg_sqs = maxima
-        if bucket.hypers is None and not torch.compiler.is_compiling():
-            _direction_in_place(bucket, exp_avgs, exp_avg_sqs, scalars)
-            return
-        denom = torch._foreach_sqrt(exp_avg_sqs)
-        divide_by_scalars_(denom, scalars["bias_correction2_sqrt"])
-        add_scalar_(denom, bucket.value("eps"))
-        torch._foreach_copy_(bucket.updates, exp_avgs)
-        torch._foreach_div_(bucket.updates, denom)
-        divide_by_scalars_(bucket.updates, scalars["bias_correction1"])
-
-
-def _direction_in_place(
-    bucket: Bucket, exp_avgs: list[Tensor], squares: list[Tensor], scalars: dict[str, Any]
-) -> None:
-    r"""Adam's direction on the eager path, written into the updates (free once the moments
-    have taken them), with no new arrays:
-
-    .. math::
-        \frac{m / (1-\beta_1^t)}{\sqrt{v} / \sqrt{1-\beta_2^t} + \epsilon}
-        = \frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}\cdot
-        \frac{m}{\sqrt{v} + \epsilon\sqrt{1-\beta_2^t}}
-
-    the same value up to float rounding. A denominator in a fresh parameter-sized buffer
-    made each step, with the update's own copy, had the allocator hand 40 MB back to the
-    system and fault it in again at every step of a 10M-parameter LAMB (9.5k page faults).
-    """
-    eps = bucket.value("eps")
-    corrections1 = scalars["bias_correction1"]
-    corrections2 = scalars["bias_correction2_sqrt"]
-    updates = bucket.updates
-    torch._foreach_copy_(updates, squares)
-    torch._foreach_sqrt_(updates)
-    torch._foreach_add_(updates, [eps * c2 for c2 in corrections2])
-    torch._foreach_reciprocal_(updates)
-    torch._foreach_mul_(updates, exp_avgs)
-    torch._foreach_mul_(
-        updates, [c2 / c1 for c1, c2 in zip(corrections1, corrections2, strict=True)]
-    )
+        updates = bucket.updates
+        torch._foreach_copy_(updates, exp_avg_sqs)
+        torch._foreach_sqrt_(updates)
+        torch._foreach_add_(updates, unstack(scalars["eps_scales"]))
+        torch._foreach_reciprocal_(updates)
+        torch._foreach_mul_(updates, exp_avgs)
+        torch._foreach_mul_(updates, unstack(scalars["scales"]))
 
 
 def scale_by_adam(
@@ -175,11 +160,11 @@ class ScaleByAdamax(GradientTransformation):
 
     def scalars(self, bucket: Bucket) -> dict[str, Any]:
         beta1, _ = bucket.value("betas")
-        return {"bias_correction1": bucket.per_step_divisor(lambda t: 1 - beta1**t)}
+        return {"inverse_bias_correction1": bucket.per_step_reciprocal(lambda t: 1 - beta1**t)}
 
     def apply(self, bucket: Bucket) -> None:
         beta1, beta2 = bucket.value("betas")
-        bias_correction1 = self.step_scalars(bucket)["bias_correction1"]
+        inverse_bias_correction1 = self.step_scalars(bucket)["inverse_bias_correction1"]
         (exp_avgs,) = _moments(bucket, beta1, None)
         exp_infs = [state["exp_inf"] for state in bucket.states]
         torch._foreach_mul_(exp_infs, beta2)
@@ -189,7 +174,7 @@ class ScaleByAdamax(GradientTransformation):
         torch._foreach_maximum_(exp_infs, bucket.updates)
         torch._foreach_copy_(bucket.updates, exp_avgs)
         torch._foreach_div_(bucket.updates, exp_infs)
-        divide_by_scalars_(bucket.updates, bias_correction1)
+        torch._foreach_mul_(bucket.updates, unstack(inverse_bias_correction1))
 
 
 def scale_by_adamax(betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> ScaleByAdamax:
@@ -243,21 +228,20 @@ class ScaleByNadam(_Moments):
     def scalars(self, bucket: Bucket) -> dict[str, Any]:
         beta1, beta2 = bucket.value("betas")
         psi = bucket.value("momentum_decay")
-        steps = np.asarray(bucket.per_step(lambda t: t), dtype=np.float64)
-        mus = beta1 * (1.0 - 0.5 * 0.96 ** (steps * psi))
-        mus_next = beta1 * (1.0 - 0.5 * 0.96 ** ((steps + 1) * psi))
+        mus = bucket.per_step(lambda t: beta1 * (1.0 - 0.5 * 0.96 ** (t * psi)))
+        mus_next = bucket.per_step(lambda t: beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * psi)))
         products = bucket.advance_counters("mu_product", mus)
         return {
-            "grad_scales": (1.0 - mus) / (1.0 - products),
-            "avg_scales": mus_next / (1.0 - products * mus_next),
-            "bias_correction2": bucket.per_step_divisor(lambda t: 1 - beta2**t),
+            "grad_scales": elementwise(lambda mu, p: (1.0 - mu) / (1.0 - p), mus, products),
+            "avg_scales": elementwise(lambda mu, p: mu / (1.0 - p * mu), mus_next, products),
+            "inverse_bias_correction2": bucket.per_step_reciprocal(lambda t: 1 - beta2**t),
         }
 
     def apply(self, bucket: Bucket) -> None:
         beta1, beta2 = bucket.value("betas")
         scalars = self.step_scalars(bucket)
         exp_avgs, exp_avg_sqs = _moments(bucket, beta1, beta2)
-        denom = divided_by_scalars(exp_avg_sqs, scalars["bias_correction2"])
+        denom = torch._foreach_mul(exp_avg_sqs, unstack(scalars["inverse_bias_correction2"]))
         torch._foreach_sqrt_(denom)
         add_scalar_(denom, bucket.value("eps"))
         torch._foreach_mul_(bucket.updates, unstack(scalars["grad_scales"]))
@@ -304,21 +288,33 @@ class ScaleByRadam(_Moments):
         \sqrt{1-\beta_2^t}/(1-\beta_1^t), 1, \epsilon)` when rectified and :math:`(1/(1-
         \beta_1^t), 0, 1)` before (the denominator is then exactly 1)."""
         beta1, beta2 = bucket.value("betas")
+        eps = bucket.value("eps")
         rho_inf = 2 / (1 - beta2) - 1
-        steps = np.asarray(bucket.per_step(lambda t: t), dtype=np.float64)
-        bias_correction1 = 1 - beta1**steps
-        bias_correction2 = 1 - beta2**steps
-        rho_t = rho_inf - 2 * steps * (beta2**steps) / bias_correction2
-        rectified = rho_t > 5.0
-        # Where the switch is off the radicand may be negative; select before the root.
-        radicand = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
-        rect = np.sqrt(np.where(rectified, radicand, 1.0))
+
+        def rho(t: Any) -> Any:
+            return rho_inf - 2 * t * (beta2**t) / (1 - beta2**t)
+
+        def scale(t: Any) -> Any:
+            rho_t = rho(t)
+            rectified = rho_t > 5.0
+            # Where the switch is off the radicand may be negative: select before the root.
+            radicand = select(
+                rectified,
+                (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t),
+                1.0,
+            )
+            bias_correction1 = 1 - beta1**t
+            return select(
+                rectified,
+                radicand**0.5 * (1 - beta2**t) ** 0.5 / bias_correction1,
+                1 / bias_correction1,
+            )
+
+        rectified = bucket.per_step(lambda t: rho(t) > 5.0)
         return {
-            "scales": np.where(
-                rectified, rect * bias_correction2**0.5 / bias_correction1, 1 / bias_correction1
-            ),
-            "root_scales": np.where(rectified, 1.0, 0.0),
-            "shifts": np.where(rectified, bucket.value("eps"), 1.0),
+            "scales": bucket.per_step(scale),
+            "root_scales": elementwise(lambda r: select(r, 1.0, 0.0), rectified),
+            "shifts": elementwise(lambda r: select(r, eps, 1.0), rectified),
         }
 
     def apply(self, bucket: Bucket) -> None:

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gradkit.optim._core import Bucket, GradientTransformation
-from gradkit.optim._foreach import add_scalar, add_scalar_, addcmul_, divide_by_scalars_, lerp_
+from gradkit.optim._core import Bucket, GradientTransformation, unstack
+from gradkit.optim._foreach import add_scalar, add_scalar_, addcmul_, lerp_
 from gradkit.optim._hyper import Hyper, boolean, non_negative, unit_interval
 
 
@@ -50,13 +50,13 @@ class ScaleByAdagrad(GradientTransformation):
         torch._foreach_div_(bucket.updates, std)
         if not bucket.is_off("lr_decay"):
             decay = self.step_scalars(bucket)["decay"]
-            divide_by_scalars_(bucket.updates, decay)
+            torch._foreach_mul_(bucket.updates, unstack(decay))
 
     def scalars(self, bucket: Bucket) -> dict[str, Any] | None:
         if bucket.is_off("lr_decay"):
             return None
         lr_decay = bucket.value("lr_decay")
-        return {"decay": bucket.per_step_divisor(lambda t: 1 + (t - 1) * lr_decay)}
+        return {"decay": bucket.per_step_reciprocal(lambda t: 1 + (t - 1) * lr_decay)}
 
 
 def scale_by_adagrad(

@@ -109,30 +109,35 @@ class Bucket:
             raise RuntimeError("Bucket.per_step: the fused path must set bucket.counts first")
         return function(self.counts)
 
-    def per_step_divisor(self, function: Callable[[Any], Any]) -> Any:
-        """:meth:`per_step` for a scalar that updates will be divided by, with
-        :func:`~gradkit.optim._foreach.divide_by_scalars_`: on the fused path, its reciprocal
-        (one numpy operation), so that the compiled loops multiply instead of divide."""
-        values = self.per_step(function)
-        return values if self.hypers is None else 1.0 / values
+    def per_step_reciprocal(self, function: Callable[[Any], Any]) -> Any:
+        """``1 / function(t)`` for each parameter's step count (:meth:`per_step`): a scalar
+        that updates are divided by, as the factor they are multiplied by, on both paths.
 
-    def advance_counters(self, key: str, factors: Any) -> np.ndarray:
+        A C++ compiler must not turn a division by a loop-invariant value into a
+        multiplication, so a compiled step that divided would divide every vector of every
+        parameter (fused Adam at 10M parameters: 8.0 ms against 7.5 with reciprocals). The
+        reciprocal is one rounding more, in float64, against torch.optim's division.
+        """
+        values = self.per_step(function)
+        return [1.0 / value for value in values] if isinstance(values, list) else 1.0 / values
+
+    def advance_counters(self, key: str, factors: Any) -> Any:
         """Multiply each parameter's 0-d state counter ``key`` by its factor, in the
         counter's dtype (as torch.optim's ``mu_product *= mu``), and return the products as
-        float64 (as torch's ``float(mu_product)``), one per parameter.
+        float64 (as torch's ``float(mu_product)``), one per parameter: a list or an array,
+        as :meth:`per_step` gives.
 
         One rule for both paths: eager, the state tensors are multiplied one by one; fused,
         ``counters[key]`` is an array whose elements are the state's counters, multiplied in
         one numpy operation.
         """
-        factors = np.asarray(factors, dtype=np.float64)
         if self.hypers is None:
             products = []
-            for state, factor in zip(self.states, factors.tolist(), strict=True):
+            for state, factor in zip(self.states, factors, strict=True):
                 counter = state[key]
                 counter *= factor
                 products.append(float(counter))
-            return np.asarray(products, dtype=np.float64)
+            return products
         counters = self.counters[key]
         counters *= factors.astype(counters.dtype)
         return counters.astype(np.float64)
@@ -142,6 +147,26 @@ class Bucket:
         if self.hypers is None:
             return is_off(self.group[key])
         return key in self.off
+
+
+def elementwise(function: Callable[..., Any], *values: Any) -> Any:
+    """``function`` of per-parameter scalars (what :meth:`Bucket.per_step` gives): element by
+    element over lists (the eager path's numbers, or 0-d tensors inside a compiled eager step),
+    once over arrays (the fused path's)."""
+    if isinstance(values[0], list):
+        return [function(*items) for items in zip(*values, strict=True)]
+    return function(*values)
+
+
+def select(condition: Any, if_true: Any, if_false: Any) -> Any:
+    """``if_true`` where ``condition`` holds, else ``if_false``, for a Python or numpy
+    boolean, a numpy array (``np.where``) or a tensor (``torch.where``): a rule's switch
+    written once for every kind of per-step scalar."""
+    if isinstance(condition, (bool, np.bool_)):
+        return if_true if condition else if_false
+    if isinstance(condition, np.ndarray):
+        return np.where(condition, if_true, if_false)
+    return torch.where(condition, if_true, if_false)
 
 
 def unstack(values: Any) -> list[Any]:

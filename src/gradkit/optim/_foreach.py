@@ -16,8 +16,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gradkit.optim._core import unstack
-
 Scalar = Any
 """A Python number, a 0-d tensor, or a per-tensor list of either."""
 
@@ -104,28 +102,3 @@ def add_scalar_(targets: list[Tensor], value: Scalar) -> None:
         torch._foreach_add_(targets, [value] * len(targets))
     else:
         torch._foreach_add_(targets, value)
-
-
-def divided_by_scalars(tensors: list[Tensor], divisors: Any) -> list[Tensor]:
-    """``tensors[i] / divisors[i]`` for per-parameter scalars made by
-    :meth:`Bucket.per_step_divisor` (a bias correction, say).
-
-    Eager, ``divisors`` is a list of numbers and this is torch.optim's division. Fused, the
-    bucket made it a vector of *reciprocals* (computed with numpy before the compiled program)
-    and the tensors are multiplied by them: a C++ compiler must not turn a division by a
-    loop-invariant value into a multiplication, so the compiled loops divided every vector of
-    every parameter, and a vector division costs several multiplications (fused Adam at 10M
-    parameters: 8.0 ms against 7.5 with reciprocals; a reciprocal taken inside the program was
-    not hoisted out of the loops either). The reciprocal is one rounding more, in float64.
-    """
-    if isinstance(divisors, Tensor):
-        return torch._foreach_mul(tensors, unstack(divisors))
-    return torch._foreach_div(tensors, divisors)
-
-
-def divide_by_scalars_(targets: list[Tensor], divisors: Any) -> None:
-    """``targets[i] /= divisors[i]`` in place; see :func:`divided_by_scalars`."""
-    if isinstance(divisors, Tensor):
-        torch._foreach_mul_(targets, unstack(divisors))
-    else:
-        torch._foreach_div_(targets, divisors)

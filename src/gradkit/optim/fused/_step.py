@@ -32,7 +32,7 @@ What a step costs besides its arithmetic: the buckets are kept between steps and
 identity (:mod:`gradkit.optim.fused._plan`), and once dynamo has run the program through its
 guards, later steps call it directly while their structure and inputs match
 (:mod:`gradkit.optim.fused._direct`). Divisions by per-step scalars become multiplications by
-their reciprocals (:meth:`Bucket.per_step_divisor`): the compiled loops would otherwise divide
+their reciprocals (:meth:`Bucket.per_step_reciprocal`): the compiled loops would otherwise divide
 every vector.
 
 Compiled code is cached on disk by inductor (its FX graph cache) and reused by later processes
