@@ -56,9 +56,9 @@ def test_the_shipped_studies_are_valid(capsys: pytest.CaptureFixture[str]) -> No
     assert len(files) == 10
     assert study.main(["list", "--dir", str(directory)]) == 0
     # A tuned study counts its tuning trials and its report runs: the optimizers study's 13
-    # arms on 2 workloads tune 5 trials on 2 seeds (260 runs), then 10 report seeds (260).
+    # arms on 2 workloads tune 5 trials on 4 seeds (520 runs), then 10 report seeds (260).
     (line,) = [row for row in capsys.readouterr().out.splitlines() if row.startswith("optim")]
-    assert line.split()[1:3] == ["520+", "runs"]
+    assert line.split()[1:3] == ["780+", "runs"]
 
 
 def test_a_claim_on_a_metric_no_run_records_exits_2_before_training(

@@ -91,8 +91,10 @@ def test_every_kind_of_optimizer_gives_the_same_path() -> None:
     )
     class_path = paths["torch class"]  # plain SGD at lr 0.002: a different path
     assert class_path.lr == 0.002
+    # gradkit's momentum SGD steps with torch's fused kernel, the torch instance with its
+    # multi-tensor one: the same float64 arithmetic but for a few ulps of rounding order.
     for label in ("instance", "factory"):
-        np.testing.assert_allclose(paths[label].points, paths["name"].points, rtol=0, atol=1e-15)
+        np.testing.assert_allclose(paths[label].points, paths["name"].points, rtol=0, atol=1e-13)
     assert not np.allclose(class_path.points, paths["name"].points)
     assert [p.lr for p in paths.trajectories] == [0.002] * 4
 
