@@ -168,13 +168,18 @@ def _inductor_backend(
     """Inductor with ``options`` and the step's heuristics; counts the compilation.
 
     A backend, so that the heuristics are in place while a program compiles and cost nothing
-    on the calls that run it. Dynamo calls it once per program it traces, which is what
-    :attr:`FusedStep.compilations` counts (inductor's on-disk cache may still make it quick).
+    on the calls that run it. Dynamo calls it once per program it traces, and again when it
+    restarts a trace; each program it returns is what :attr:`FusedStep.compilations` counts
+    (inductor's on-disk cache may still make it quick).
     Each guarded call of the program is noted in ``log``, so that the step can call it directly
     afterwards (:mod:`gradkit.optim.fused._direct`).
     """
+    # Counted once the program exists: dynamo may abandon a trace inside the backend and trace
+    # the frame again (with a cold inductor cache, its pass that turns Python floats into
+    # tensors restarts the analysis once), and that first call returns nothing.
+    program = compile_with_inductor(graph, example_inputs, options)
     log.compilations += 1
-    return run_recorded(compile_with_inductor(graph, example_inputs, options), log.calls)
+    return run_recorded(program, log.calls)
 
 
 @dataclass
