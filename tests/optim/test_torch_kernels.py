@@ -264,8 +264,29 @@ NOT_TORCH: dict[str, tuple[Callable[[list[Tensor]], Any], dict[str, Any] | None]
         ),
         {"momentum": 0.0},
     ),
-    "lamb": (lambda p: gk.LAMB(p, lr=1e-2), None),
-    "lars": (lambda p: gk.LARS(p, lr=1.0), None),
+    "lamb-coupled-decay": (
+        lambda p: gk.ChainedOptimizer(
+            p,
+            gk.chain(
+                gk.add_decayed_weights(),
+                gk.scale_by_adam(),
+                gk.scale_by_trust_ratio("lamb"),
+                gk.scale_by_learning_rate(),
+            ),
+            lr=1e-2,
+            weight_decay=0.1,
+        ),
+        {"weight_decay": 0.0},
+    ),
+    "lars-rate-outside-momentum": (
+        lambda p: gk.ChainedOptimizer(
+            p,
+            gk.chain(gk.scale_by_trust_ratio("lars"), gk.trace(), gk.scale_by_learning_rate()),
+            lr=1.0,
+            momentum=0.9,
+        ),
+        {"momentum": 0.0},
+    ),
     "rmsprop": (lambda p: gk.RMSprop(p, lr=1e-3), None),
     "nadam": (lambda p: gk.NAdam(p, lr=1e-3), None),
 }
@@ -517,9 +538,10 @@ def test_gradient_with_other_strides_than_its_parameter_runs_the_chain(calls: Ca
 
 def test_kernel_choice_per_device_and_algorithm() -> None:
     cpu, cuda, meta = (torch.device(kind) for kind in ("cpu", "cuda", "meta"))
-    assert [_torch_kernels.kernel_for(cpu, name) for name in FUNCTIONALS] == ["fused"] * 3
-    kinds = [_torch_kernels.kernel_for(cuda, name) for name in ("adam", "sgd", "adagrad")]
-    assert kinds == ["foreach", "fused", "foreach"]
+    names = ("adam", "sgd", "adagrad", "lamb", "lars")
+    assert [_torch_kernels.kernel_for(cpu, name) for name in names] == ["fused"] * 5
+    kinds = [_torch_kernels.kernel_for(cuda, name) for name in names]
+    assert kinds == ["foreach", "fused", "foreach", "foreach", "fused"]
     assert _torch_kernels.kernel_for(meta, "sgd") is None
 
 
@@ -553,3 +575,133 @@ def test_a_non_contiguous_parameter_with_gradients_laid_out_alike_is_dispatched(
         runs.append(trajectory)
     assert calls.fused() == 10
     assert worst(runs[1], runs[0]) <= RTOL
+
+
+# LAMB and LARS: torch's Adam or SGD kernel on a workspace, then the trust ratio (see
+# gradkit.optim._kernel_steps). Each case: optimizer, the functional it calls, options.
+LAYERWISE: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "lamb-default": ("LAMB", "adam", {"lr": 1e-2}),
+    "lamb-wd-bounds-maximize": (
+        "LAMB",
+        "adam",
+        {"lr": 1e-2, "weight_decay": 0.1, "weight_norm_bounds": (0.5, 2.0), **MAX},
+    ),
+    "lamb-eps": ("LAMB", "adam", {"lr": 1e-2, "betas": (0.8, 0.99), "eps": 1e-3}),
+    "lars-default": ("LARS", "sgd", {"lr": 0.5}),
+    "lars-nesterov-wd-maximize": (
+        "LARS",
+        "sgd",
+        {"lr": 0.5, "momentum": 0.8, "nesterov": True, "weight_decay": 1e-2, **MAX},
+    ),
+    "lars-no-momentum-unit-eps": (
+        "LARS",
+        "sgd",
+        {"lr": 0.5, "momentum": 0.0, "unit_ratio_on_zero_grad": True, "eps": 1e-6},
+    ),
+}
+LAYERWISE_RTOL = {torch.float64: RTOL, torch.float32: 1e-5}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("case", list(LAYERWISE))
+def test_lamb_and_lars_default_step_equals_the_chain(
+    case: str, dtype: torch.dtype, calls: Calls
+) -> None:
+    name, functional, kwargs = LAYERWISE[case]
+    model, chain_model = make_model(dtype), make_model(dtype)
+    start = flat(model)
+    opt = build(gk, name, model, kwargs)
+    opt.param_groups[1]["layer_adaptation"] = False  # the trust ratio off: a plain step
+    dispatched = train(opt, model, STEPS, check_grads=True)
+    # LARS with weight decay: one call per tensor (the decay is each tensor's own).
+    assert set(calls.log) == {(functional, "fused")} and len(calls.log) >= 2 * STEPS
+
+    calls.clear()
+    chain_opt = build(gk, name, chain_model, kwargs)
+    chain_opt.param_groups[1]["layer_adaptation"] = False
+    chain_opt.torch_kernels = False
+    chained = train(chain_opt, chain_model, STEPS)
+    assert calls.log == []
+    assert relative(start, dispatched[-1]) > 1e-3, "the run must move the parameters"
+    assert worst(chained, dispatched) <= LAYERWISE_RTOL[dtype]
+    if dtype == torch.float64:
+        assert_same_state(chain_opt, opt)
+
+
+@pytest.mark.parametrize("case", ["lamb-wd-bounds-maximize", "lars-nesterov-wd-maximize"])
+def test_lamb_and_lars_resume_across_dispatch_on_and_off(case: str, calls: Calls) -> None:
+    name, _, kwargs = LAYERWISE[case]
+    model = make_model()
+    opt = build(gk, name, model, kwargs)
+    train(opt, model, 20)
+    chain_model = copy.deepcopy(model)
+    chain_opt = build(gk, name, chain_model, kwargs)
+    chain_opt.torch_kernels = False
+    chain_opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+    calls.clear()
+    first = train(opt, model, 20, start=20)
+    dispatched = len(calls.log)
+    assert dispatched >= 40
+    second = train(chain_opt, chain_model, 20, start=20)
+    assert len(calls.log) == dispatched
+    assert worst(first, second) <= RTOL
+    chain_opt.torch_kernels = True  # and back, mid-run
+    assert (
+        worst(train(opt, model, 10, start=40), train(chain_opt, chain_model, 10, start=40)) <= RTOL
+    )
+    assert_same_state(opt, chain_opt)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_lars_parameter_that_starts_late_gets_its_buffer_like_the_chain(
+    dtype: torch.dtype, calls: Calls
+) -> None:
+    runs = []
+    for dispatch in (True, False):
+        model = make_model(dtype)
+        opt = gk.LARS(model.parameters(), lr=0.5, momentum=0.9, weight_decay=1e-2)
+        opt.torch_kernels = dispatch
+        trajectory = []
+        for step in range(20):
+            opt.zero_grad()
+            loss_of(model, step, False).backward()
+            if step < 5:
+                model[2].bias.grad = None
+            opt.step()
+            trajectory.append(flat(model))
+        runs.append(trajectory)
+    assert calls.fused() > 0
+    assert worst(runs[1], runs[0]) <= LAYERWISE_RTOL[dtype]
+
+
+def test_lamb_keeps_its_workspace_between_steps(calls: Calls) -> None:
+    model = make_model()
+    opt = gk.LAMB(model.parameters(), lr=1e-2)
+    params = list(model.parameters())
+    train(opt, model, 2)
+    first = opt._workspaces(params)
+    train(opt, model, 3, start=2)
+    assert all(a is b for a, b in zip(first, opt._workspaces(params), strict=True))
+    assert all(
+        w.shape == p.shape and w.stride() == p.stride() for w, p in zip(first, params, strict=True)
+    )
+    # Not state: a state dict and a copy have none of it.
+    assert all(set(opt.state[p]) == {"step", "exp_avg", "exp_avg_sq"} for p in params)
+    assert not copy.deepcopy(opt)._workspaces._lists
+
+
+def test_foreach_path_for_cuda_lamb_and_lars_equal_the_chain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CUDA's paths (LAMB: Adam's foreach; LARS: SGD's fused), run here on CPU tensors."""
+    calls = Calls(monkeypatch)
+    monkeypatch.setattr(_torch_kernels, "kernel_for", lambda device, algorithm: "foreach")
+    for case in ("lamb-wd-bounds-maximize", "lars-nesterov-wd-maximize"):
+        name, functional, kwargs = LAYERWISE[case]
+        model, chain_model = make_model(), make_model()
+        calls.clear()
+        dispatched = train(build(gk, name, model, kwargs), model, 30, check_grads=True)
+        assert set(calls.log) == {(functional, "foreach")} and len(calls.log) >= 60
+        chain_opt = build(gk, name, chain_model, kwargs)
+        chain_opt.torch_kernels = False
+        assert worst(train(chain_opt, chain_model, 30), dispatched) <= RTOL

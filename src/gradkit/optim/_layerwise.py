@@ -81,7 +81,7 @@ def guarded_ratios(
     return ratios
 
 
-def _stacked_ratios(
+def stacked_ratios(
     weight_norms: Tensor, denominators: Tensor, numerators: Tensor | None = None
 ) -> Tensor:
     """:func:`guarded_ratios` on the eager path, on the norms stacked into vectors: the same
@@ -90,6 +90,38 @@ def _stacked_ratios(
     numerators = weight_norms if numerators is None else numerators
     valid = (weight_norms > 0) & (denominators > 0)
     return torch.where(valid, numerators / torch.where(valid, denominators, 1.0), 1.0)
+
+
+def lamb_ratios(params: list[Tensor], updates: list[Tensor], bounds: Any) -> Tensor:
+    r"""LAMB's trust ratios of eager tensors, one per parameter, as a vector: the chain's and
+    the default path's (:mod:`gradkit.optim._kernel_steps`) arithmetic. ``bounds``: ``None``
+    or the numbers :math:`(\gamma_l, \gamma_u)` that clamp the weight norm."""
+    weight_norms = norms(params)
+    phis = None
+    if bounds is not None:
+        low, high = (_in_dtype_of(bound, weight_norms) for bound in bounds)
+        phis = torch.stack([norm.clamp(low, high) for norm in weight_norms])
+    return stacked_ratios(torch.stack(weight_norms), torch.stack(norms(updates)), phis)
+
+
+def lars_ratios(
+    params: list[Tensor],
+    grads: list[Tensor],
+    trust_coefficient: float,
+    weight_decay: float,
+    eps: float,
+    unit_ratio_on_zero_grad: bool,
+) -> Tensor:
+    """LARS's local rates of eager tensors, one per parameter, as a vector (see
+    :class:`ScaleByTrustRatio`): the chain's and the default path's arithmetic."""
+    grad_norms = torch.stack(norms(grads))
+    weights = torch.stack(norms(params))
+    ratios = stacked_ratios(
+        weights, grad_norms + weight_decay * weights + eps, trust_coefficient * weights
+    )
+    if unit_ratio_on_zero_grad:
+        ratios = torch.where(grad_norms > 0, ratios, 1.0)
+    return ratios
 
 
 def _eager(bucket: Bucket) -> bool:
@@ -162,14 +194,19 @@ class ScaleByTrustRatio(GradientTransformation):
             return
         if not group["layer_adaptation"]:
             return
+        bounds = None if bucket.is_off("weight_norm_bounds") else bucket.value("weight_norm_bounds")
+        if _eager(bucket) and bucket.params:
+            stacked = lamb_ratios(bucket.params, bucket.updates, bounds)
+            # 0-d tensors, as in guarded_ratios: a low-precision update multiplied by a
+            # float32 0-d tensor rounds as before (a Python float would not).
+            torch._foreach_mul_(bucket.updates, list(stacked.unbind()))
+            return
         weight_norms = norms(bucket.params)
         # phi clamps the weight norm; the zero guard still looks at the true norm. The bounds
         # are numbers read through bucket.value, so a compiled step takes new ones as inputs.
         phi = None
-        if not bucket.is_off("weight_norm_bounds"):
-            low, high = (
-                _in_dtype_of(bound, weight_norms) for bound in bucket.value("weight_norm_bounds")
-            )
+        if bounds is not None:
+            low, high = (_in_dtype_of(bound, weight_norms) for bound in bounds)
             phi = [norm.clamp(low, high) for norm in weight_norms]
         if bucket.workspaces is not None:
             # Fused: the update lives in the kept workspace, written once, read by the norm and
@@ -180,14 +217,6 @@ class ScaleByTrustRatio(GradientTransformation):
             ratios = guarded_ratios(weight_norms, update_norms, phi)
             bucket.updates = torch._foreach_mul(bucket.workspaces, ratios)
             return
-        if _eager(bucket) and bucket.params:
-            phis = None if phi is None else torch.stack(phi)
-            update_norms = torch.stack(norms(bucket.updates))
-            stacked = _stacked_ratios(torch.stack(weight_norms), update_norms, phis)
-            # 0-d tensors, as in guarded_ratios: a low-precision update multiplied by a
-            # float32 0-d tensor rounds as before (a Python float would not).
-            torch._foreach_mul_(bucket.updates, list(stacked.unbind()))
-            return
         ratios = guarded_ratios(weight_norms, norms(bucket.updates), phi)
         torch._foreach_mul_(bucket.updates, ratios)
 
@@ -195,16 +224,14 @@ class ScaleByTrustRatio(GradientTransformation):
         group = bucket.group
         weight_decay, eps = bucket.value("weight_decay"), bucket.value("eps")
         if group["layer_adaptation"] and _eager(bucket) and bucket.params:
-            grad_norms = torch.stack(norms(bucket.updates))
-            # The arithmetic of the per-parameter branch below, element-wise on vectors.
-            weights = torch.stack(norms(bucket.params))
-            stacked = _stacked_ratios(
-                weights,
-                grad_norms + weight_decay * weights + eps,
-                bucket.value("trust_coefficient") * weights,
+            stacked = lars_ratios(
+                bucket.params,
+                bucket.updates,
+                bucket.value("trust_coefficient"),
+                weight_decay,
+                eps,
+                group["unit_ratio_on_zero_grad"],
             )
-            if group["unit_ratio_on_zero_grad"]:
-                stacked = torch.where(grad_norms > 0, stacked, 1.0)
             ratios = list(stacked.unbind())
         elif group["layer_adaptation"]:
             weight_norms = norms(bucket.params)

@@ -11,6 +11,7 @@ from torch import Tensor
 from gradkit.optim._core import Bucket, GradientTransformation, scalar_dtype
 from gradkit.optim._hyper import Hyper, boolean, validate_group
 from gradkit.optim._torch_kernels import run_torch_kernels
+from gradkit.optim._workspaces import Workspaces
 
 if TYPE_CHECKING:
     from gradkit.optim.fused import FusedBackend
@@ -52,7 +53,8 @@ class ChainedOptimizer(torch.optim.Optimizer):
       fused is 1.0-1.14x torch's fused kernels (their element-wise loops are a few percent
       faster), and it beats torch's foreach path for the algorithms torch has no fused
       kernel for (1.8-2.9x at 1M, 2.5-6.7x from 10M on);
-    - fused LAMB keeps one parameter-sized workspace between steps (not in the state dict).
+    - fused LAMB keeps one parameter-sized workspace between steps (not in the state dict;
+      so does the eager step of LAMB and LARS, below).
 
     The default is therefore eager. The first step of new state runs eagerly, so that the
     compiled program sees the steady-state structure.
@@ -60,7 +62,8 @@ class ChainedOptimizer(torch.optim.Optimizer):
     On the eager path, a param group whose chain is, with this step's settings, exactly
     torch.optim's Adam/AdamW, SGD or Adagrad is stepped by torch's own kernels (fused on CPU,
     foreach on CUDA), on gradkit's state, with the chain's numbers up to float rounding; see
-    :mod:`gradkit.optim._torch_kernels`. ``torch_kernels=False`` (or setting the attribute)
+    :mod:`gradkit.optim._torch_kernels`; so is the element-wise part of LAMB and LARS, into a
+    workspace kept between steps. ``torch_kernels=False`` (or setting the attribute)
     runs the chain everywhere.
 
     Args:
@@ -104,6 +107,7 @@ class ChainedOptimizer(torch.optim.Optimizer):
         self._hypers = hypers
         self._hyper_keys = tuple(hypers)
         self._fused = _fused_backend(transformation, self._hyper_keys) if fused else None
+        self._workspaces = Workspaces()
         merged = {key: hyper.default for key, hyper in hypers.items()}
         merged.update(defaults)
         if isinstance(params, Tensor):
@@ -217,7 +221,7 @@ class ChainedOptimizer(torch.optim.Optimizer):
             return loss
         buckets, _ = self._buckets()
         if self._torch_kernels:
-            buckets = run_torch_kernels(self._transformation, buckets)
+            buckets = run_torch_kernels(self._transformation, buckets, self._workspaces)
         self._eager_step(buckets)
         return loss
 
@@ -302,6 +306,7 @@ class ChainedOptimizer(torch.optim.Optimizer):
             # torch.optim adds this key for its own optimizers; no gradkit chain reads it.
             self.defaults.pop("differentiable", None)
         self._fused = _fused_backend(self._transformation, self._hyper_keys) if fused else None
+        self._workspaces = Workspaces()
 
     def __repr__(self) -> str:
         return super().__repr__() + f"\n[{self._transformation!r}]"

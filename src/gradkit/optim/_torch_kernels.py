@@ -1,4 +1,4 @@
-r"""torch.optim's own kernels for a chain that *is* one of torch's algorithms.
+r"""torch.optim's own kernels for a chain that *is* one of torch's algorithms, or LAMB or LARS.
 
 A gradkit step walks the chain with several multi-tensor passes over the data. Where a param
 group's chain, with the settings the group has at this step, computes exactly torch.optim's
@@ -20,13 +20,19 @@ one of
 .. math::
     [\lambda]\,\text{adam}\,\eta \;(\text{Adam, L2}),\quad
     \text{adam}\,\lambda\,\eta \;(\text{AdamW}),\quad
-    [\lambda]\,\text{adagrad}\,\eta,\quad [\lambda]\,[\text{trace}]\,\eta \;(\text{SGD})
+    [\lambda]\,\text{adagrad}\,\eta,\quad [\lambda]\,[\text{trace}]\,\eta \;(\text{SGD}),\quad
+    \text{adam}\,[\lambda]\,\rho_\text{LAMB}\,\eta,\quad
+    \rho_\text{LARS}\,\eta\,[\text{trace}]
 
-with :math:`\lambda` = :func:`add_decayed_weights` and :math:`\eta` =
-:func:`scale_by_learning_rate`. Other conditions: numeric hyperparameters are numbers or
-one-element CPU tensors; every gradient and state array has its parameter's strides (torch's
-fused CPU kernels walk the raw memory: a transposed gradient of a contiguous parameter gave a
-wrong step); not inside a caller's ``torch.compile``.
+with :math:`\lambda` = :func:`add_decayed_weights`, :math:`\eta` =
+:func:`scale_by_learning_rate` and :math:`\rho` = :func:`scale_by_trust_ratio` in its LAMB or
+LARS form. LAMB and LARS have no torch kernel: their element-wise part runs as torch's Adam or
+SGD kernel on a workspace kept between steps (:mod:`gradkit.optim._kernel_steps`).
+
+Other conditions: numeric hyperparameters are numbers or one-element CPU tensors; every
+gradient and state array has its parameter's strides (torch's fused CPU kernels walk the raw
+memory: a transposed gradient of a contiguous parameter gave a wrong step); not inside a
+caller's ``torch.compile``.
 
 The state is gradkit's (``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``, ``sum``,
 ``momentum_buffer``, ``step``; torch's names), passed to torch by reference and updated in
@@ -44,16 +50,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-import torch.optim.adagrad as torch_adagrad
-import torch.optim.adam as torch_adam
-import torch.optim.sgd as torch_sgd
-from torch import Tensor
 
 from gradkit.optim._adam import ScaleByAdam
 from gradkit.optim._adaptive import ScaleByAdagrad
 from gradkit.optim._basic import AddDecayedWeights, ScaleByLearningRate, Trace
 from gradkit.optim._clipping import ClipByAgc, ClipByGlobalNorm
 from gradkit.optim._core import Bucket, Chain, Conditional, GradientTransformation, is_off
+from gradkit.optim._kernel_steps import adagrad_step, adam_step, lamb_step, lars_step, sgd_step
+from gradkit.optim._layerwise import ScaleByTrustRatio
+from gradkit.optim._workspaces import Workspaces
 
 # What each transformation type that may be skipped needs to be off, by its param-group key.
 _OFF_WHEN = {
@@ -62,13 +67,23 @@ _OFF_WHEN = {
     AddDecayedWeights: "weight_decay",
     Trace: "momentum",
 }
-# The transformations of torch's algorithms (exact types: a subclass may compute otherwise).
-_KNOWN = (ScaleByAdam, ScaleByAdagrad, ScaleByLearningRate, AddDecayedWeights, Trace)
+# The transformations of torch's algorithms and of LAMB and LARS (exact types: a subclass may
+# compute otherwise).
+_KNOWN = (
+    ScaleByAdam,
+    ScaleByAdagrad,
+    ScaleByLearningRate,
+    AddDecayedWeights,
+    Trace,
+    ScaleByTrustRatio,
+)
+# The trust ratio in each of its forms.
+_LAMB_RATIO, _LARS_RATIO = "trust_ratio_lamb", "trust_ratio_lars"
 
 # The active transformations, by type, of each algorithm torch has a kernel for, and where
 # the weight decay sits.
-_ADAM, _ADAGRAD, _SGD = "adam", "adagrad", "sgd"
-_PATTERNS: dict[tuple[type, ...], tuple[str, str | None]] = {
+_ADAM, _ADAGRAD, _SGD, _LAMB, _LARS = "adam", "adagrad", "sgd", "lamb", "lars"
+_PATTERNS: dict[tuple[type | str, ...], tuple[str, str | None]] = {
     (ScaleByAdam, ScaleByLearningRate): (_ADAM, None),
     (AddDecayedWeights, ScaleByAdam, ScaleByLearningRate): (_ADAM, "coupled"),
     (ScaleByAdam, AddDecayedWeights, ScaleByLearningRate): (_ADAM, "decoupled"),
@@ -78,6 +93,10 @@ _PATTERNS: dict[tuple[type, ...], tuple[str, str | None]] = {
     (AddDecayedWeights, ScaleByLearningRate): (_SGD, "coupled"),
     (Trace, ScaleByLearningRate): (_SGD, None),
     (AddDecayedWeights, Trace, ScaleByLearningRate): (_SGD, "coupled"),
+    (ScaleByAdam, _LAMB_RATIO, ScaleByLearningRate): (_LAMB, None),
+    (ScaleByAdam, AddDecayedWeights, _LAMB_RATIO, ScaleByLearningRate): (_LAMB, "decoupled"),
+    (_LARS_RATIO, ScaleByLearningRate): (_LARS, None),
+    (_LARS_RATIO, ScaleByLearningRate, Trace): (_LARS, None),
 }
 
 
@@ -104,187 +123,34 @@ def active_transformations(
     return [transformation] if kind in _KNOWN else None
 
 
-_INTEGERS = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
-
-
-def _number(value: Any) -> float | None:
-    """A hyperparameter as a Python float: a number, or a one-element CPU tensor."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if (
-        isinstance(value, Tensor)
-        and value.device.type == "cpu"
-        and value.numel() == 1
-        and (value.is_floating_point() or value.dtype in _INTEGERS)
-    ):
-        return float(value)
-    return None
-
-
-def _numbers(group: dict[str, Any], keys: Sequence[str]) -> dict[str, float] | None:
-    values = {}
-    for key in keys:
-        number = _number(group[key])
-        if number is None:
-            return None
-        values[key] = number
-    return values
-
-
 def kernel_for(device: torch.device, algorithm: str) -> str | None:
     """torch's path for ``algorithm`` on ``device``: "fused", "foreach" or None (the chain).
 
-    CPU: fused. CUDA: fused for SGD, which keeps no counter; foreach for Adam, whose fused
-    CUDA kernel wants its ``step`` counters on the device (gradkit's are on the CPU), and for
-    Adagrad, which has no fused CUDA kernel.
+    CPU: fused. CUDA: fused for SGD and LARS (torch's SGD), which keep no counter; foreach for
+    Adam and LAMB (torch's Adam), whose fused CUDA kernel wants its ``step`` counters on the
+    device (gradkit's are on the CPU), and for Adagrad, which has no fused CUDA kernel.
     """
     if device.type == "cpu":
         return "fused"
     if device.type == "cuda":
-        return "fused" if algorithm == _SGD else "foreach"
+        return "fused" if algorithm in (_SGD, _LARS) else "foreach"
     return None
 
 
-def _same_layout(params: list[Tensor], arrays: Sequence[list[Tensor]]) -> bool:
-    """Whether each of ``arrays`` (gradients, state; an empty list is left out) has its
-    parameter's memory layout.
-
-    All contiguous is the common case and the cheap test (a C method mapped over the lists,
-    a few microseconds for 255 tensors); otherwise the strides must be equal.
-    """
-    contiguous = Tensor.is_contiguous
-    if all(map(contiguous, params)) and all(all(map(contiguous, array)) for array in arrays):
-        return True
-    strides = [param.stride() for param in params]
-    return all(not array or [t.stride() for t in array] == strides for array in arrays)
-
-
-def _mode(kernel: str) -> dict[str, bool]:
-    return {"fused": kernel == "fused", "foreach": kernel == "foreach"}
-
-
-def _adam(bucket: Bucket, decay: str | None, kernel: str) -> bool:
-    group = bucket.group
-    numbers = _numbers(group, ("lr", "eps") + (("weight_decay",) if decay else ()))
-    betas = group["betas"]
-    if numbers is None or not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        return False
-    beta1, beta2 = _number(betas[0]), _number(betas[1])
-    amsgrad = group["amsgrad"]
-    if beta1 is None or beta2 is None or not isinstance(amsgrad, bool):
-        return False
-    states = bucket.states
-    if amsgrad:
-        for state in states:
-            if "max_exp_avg_sq" not in state:
-                # As the chain starts it (also when the layout test below sends it there).
-                state["max_exp_avg_sq"] = torch.zeros_like(
-                    state["exp_avg_sq"], memory_format=torch.preserve_format
-                )
-    exp_avgs = [state["exp_avg"] for state in states]
-    exp_avg_sqs = [state["exp_avg_sq"] for state in states]
-    maxima = [state["max_exp_avg_sq"] for state in states] if amsgrad else []
-    if not _same_layout(bucket.params, [bucket.updates, exp_avgs, exp_avg_sqs, maxima]):
-        return False
-    torch_adam.adam(
-        bucket.params,
-        bucket.updates,
-        exp_avgs,
-        exp_avg_sqs,
-        maxima,
-        [state["step"] for state in states],
-        **_mode(kernel),
-        decoupled_weight_decay=decay == "decoupled",
-        amsgrad=amsgrad,
-        beta1=beta1,
-        beta2=beta2,
-        lr=numbers["lr"],
-        weight_decay=numbers.get("weight_decay", 0.0),
-        eps=numbers["eps"],
-        maximize=group["maximize"],
-    )
-    return True
-
-
-def _adagrad(bucket: Bucket, decay: str | None, kernel: str) -> bool:
-    group = bucket.group
-    numbers = _numbers(group, ("lr", "lr_decay", "eps") + (("weight_decay",) if decay else ()))
-    if numbers is None:
-        return False
-    states = bucket.states
-    sums = [state["sum"] for state in states]
-    if not _same_layout(bucket.params, [bucket.updates, sums]):
-        return False
-    torch_adagrad.adagrad(
-        bucket.params,
-        bucket.updates,
-        sums,
-        [state["step"] for state in states],
-        **_mode(kernel),
-        lr=numbers["lr"],
-        weight_decay=numbers.get("weight_decay", 0.0),
-        lr_decay=numbers["lr_decay"],
-        eps=numbers["eps"],
-        maximize=group["maximize"],
-    )
-    return True
-
-
-def _sgd(bucket: Bucket, decay: str | None, kernel: str) -> bool:
-    group = bucket.group
-    with_momentum = not is_off(group["momentum"])
-    keys = ("lr",) + (("weight_decay",) if decay else ())
-    keys += ("momentum", "dampening") if with_momentum else ()
-    numbers = _numbers(group, keys)
-    if numbers is None:
-        return False
-    states = bucket.states
-    buffers = [state.get("momentum_buffer") for state in states]
-    # A buffer that starts now is made by torch in the gradient's layout.
-    present = [param if b is None else b for param, b in zip(bucket.params, buffers, strict=True)]
-    if not _same_layout(bucket.params, [bucket.updates, present]):
-        return False
-    # SGD's functional keeps no counter; gradkit's state has one.
-    torch._foreach_add_([state["step"] for state in states], 1)
-    settings = {
-        **_mode(kernel),
-        "weight_decay": numbers.get("weight_decay", 0.0),
-        "momentum": numbers.get("momentum", 0.0),
-        "lr": numbers["lr"],
-        "dampening": numbers.get("dampening", 0.0),
-        "nesterov": bool(group["nesterov"]) if with_momentum else False,
-        "maximize": group["maximize"],
-    }
-    if not with_momentum:
-        count = len(bucket.params)
-        torch_sgd.sgd(bucket.params, bucket.updates, [None] * count, **settings)
-        return True
-    fresh = [i for i, buffer in enumerate(buffers) if buffer is None]
-    # torch's fused SGD starts buffers only when every one is missing: one call for the
-    # parameters that have a buffer and one for those that start theirs now.
-    taken = set(fresh)
-    for indices in ([i for i in range(len(buffers)) if i not in taken], fresh):
-        if not indices:
-            continue
-        chosen = [buffers[i] for i in indices]
-        torch_sgd.sgd(
-            [bucket.params[i] for i in indices],
-            [bucket.updates[i] for i in indices],
-            chosen,
-            **settings,
-        )
-        for i, buffer in zip(indices, chosen, strict=True):
-            states[i]["momentum_buffer"] = buffer
-    return True
-
-
-_RUNNERS: dict[str, Callable[[Bucket, str | None, str], bool]] = {
-    _ADAM: _adam,
-    _ADAGRAD: _adagrad,
-    _SGD: _sgd,
+_RUNNERS: dict[str, Callable[[Bucket, str | None, str, Workspaces], bool]] = {
+    _ADAM: adam_step,
+    _ADAGRAD: adagrad_step,
+    _SGD: sgd_step,
+    _LAMB: lamb_step,
+    _LARS: lars_step,
 }
+
+
+def _kind(transformation: GradientTransformation) -> type | str:
+    """A transformation's entry in a pattern: its type, or the trust ratio's form."""
+    if type(transformation) is ScaleByTrustRatio:
+        return _LAMB_RATIO if transformation.form == "lamb" else _LARS_RATIO
+    return type(transformation)
 
 
 def recognise(
@@ -296,11 +162,11 @@ def recognise(
     active = active_transformations(transformation, group)
     if active is None:
         return None
-    return _PATTERNS.get(tuple(type(t) for t in active))
+    return _PATTERNS.get(tuple(_kind(t) for t in active))
 
 
 def run_torch_kernels(
-    transformation: GradientTransformation, buckets: Sequence[Bucket]
+    transformation: GradientTransformation, buckets: Sequence[Bucket], workspaces: Workspaces
 ) -> list[Bucket]:
     """Step every bucket that torch's kernels can take; return the others, for the chain.
 
@@ -320,6 +186,6 @@ def run_torch_kernels(
             continue
         algorithm, decay = match
         kernel = kernel_for(bucket.params[0].device, algorithm)
-        if kernel is None or not _RUNNERS[algorithm](bucket, decay, kernel):
+        if kernel is None or not _RUNNERS[algorithm](bucket, decay, kernel, workspaces):
             left.append(bucket)
     return left

@@ -53,9 +53,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.weak import WeakTensorKeyDictionary
 
 from gradkit.optim._core import Bucket, GradientTransformation, is_off
+from gradkit.optim._workspaces import Workspaces
 from gradkit.optim.fused._direct import (
     DirectCall,
     gather_inputs,
@@ -229,7 +229,7 @@ class FusedStep:
         self._compiled = compiled_copy(_run_chain, self._log)
         self._tensors: dict[tuple[int, str], _Holder] = {}
         self._wants_workspace = transformation.wants_workspace()
-        self._workspaces = WeakTensorKeyDictionary()
+        self._workspaces = Workspaces()
         self._counter_keys = ("step", *transformation.scalar_state_keys())
         self._counters: dict[tuple[int, torch.device, torch.dtype, str], _Counters] = {}
         self._trusted = trusted(transformation)
@@ -264,15 +264,6 @@ class FusedStep:
             holder.array[()] = number
             holder.value = number
         return holder.tensor
-
-    def _workspace(self, param: Tensor) -> Tensor:
-        """The buffer kept for ``param`` between steps (freed with the parameter)."""
-        workspace = self._workspaces.get(param)
-        if workspace is None or workspace.shape != param.shape or workspace.dtype != param.dtype:
-            workspace = self._workspaces[param] = torch.empty_like(
-                param, memory_format=torch.preserve_format
-            )
-        return workspace
 
     def _gather(self, bucket: Bucket, key: str) -> np.ndarray:
         """The bucket's counters ``state[key]`` as one array whose elements they are.
@@ -343,7 +334,7 @@ class FusedStep:
             steps += 1
             bucket.counts = steps.astype(np.float64)
             if self._wants_workspace and bucket.workspaces is None:
-                bucket.workspaces = [self._workspace(param) for param in bucket.params]
+                bucket.workspaces = self._workspaces(bucket.params)
 
     def plan_for(
         self, groups: Sequence[dict[str, Any]], state: Any, buckets: list[Bucket]

@@ -1,0 +1,331 @@
+r"""The steps :mod:`gradkit.optim._torch_kernels` hands a recognised param group to.
+
+Each takes a bucket (its ``updates`` still the gradients, ``step`` not yet incremented), the
+place of the weight decay (``"coupled"``, ``"decoupled"`` or ``None``), torch's path
+(``"fused"`` or ``"foreach"``) and the optimizer's :class:`~gradkit.optim._workspaces.Workspaces`;
+it steps the bucket and returns True, or returns False having changed nothing (a value that is
+not a number, a layout torch's fused kernels would misread), and the chain takes the bucket.
+
+Adam/AdamW, Adagrad and SGD are torch's functional optimizers on gradkit's state. LAMB and LARS
+have no torch kernel; their element-wise part is torch's Adam or SGD kernel run on a kept
+workspace instead of on the parameter:
+
+- LAMB (arXiv 1904.00962): the workspace is zeroed and stepped by Adam with a learning rate of
+  -1, which leaves Adam's direction :math:`\hat m / (\sqrt{\hat v} + \epsilon)` in it (and
+  updates ``exp_avg``, ``exp_avg_sq``, ``step`` in place, as the chain does); then
+  :math:`u = d + \lambda\theta`, the trust ratio of :func:`~gradkit.optim._layerwise.lamb_ratios`
+  and :math:`\theta \mathrel{+}= -\eta\, r\, u`. About 72 bytes per float32 parameter,
+  where the chain moves 140 and allocates the update anew at every step.
+- LARS (arXiv 1708.03888, the chain ``trust ratio -> learning rate -> momentum``): with
+  :math:`s = -\eta\lambda` (:func:`~gradkit.optim._layerwise.lars_ratios`), the workspace holds
+  :math:`s g` and torch's SGD, with a learning rate of -1 and a weight decay of :math:`s\beta`
+  (one call per tensor), adds :math:`s g + s\beta\theta` through the momentum buffer (heavy
+  ball, dampening, Nesterov) to the parameter: two norms, one pass and torch's kernel, where the
+  chain makes seven passes.
+
+The numbers are the chain's up to float rounding (a factor multiplied once instead of twice, a
+product distributed over a sum): in float64 about 3e-16 relative over 60 steps, against the
+1e-12 that ``tests/optim/test_torch_kernels.py`` asserts; 1e-7 in float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.optim.adagrad as torch_adagrad
+import torch.optim.adam as torch_adam
+import torch.optim.sgd as torch_sgd
+from torch import Tensor
+
+from gradkit.optim._core import Bucket, is_off
+from gradkit.optim._layerwise import lamb_ratios, lars_ratios
+from gradkit.optim._workspaces import Workspaces
+
+_INTEGERS = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
+
+
+def _number(value: Any) -> float | None:
+    """A hyperparameter as a Python float: a number, or a one-element CPU tensor."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if (
+        isinstance(value, Tensor)
+        and value.device.type == "cpu"
+        and value.numel() == 1
+        and (value.is_floating_point() or value.dtype in _INTEGERS)
+    ):
+        return float(value)
+    return None
+
+
+def _numbers(group: dict[str, Any], keys: Sequence[str]) -> dict[str, float] | None:
+    values = {}
+    for key in keys:
+        number = _number(group[key])
+        if number is None:
+            return None
+        values[key] = number
+    return values
+
+
+def _same_layout(params: list[Tensor], arrays: Sequence[list[Tensor]]) -> bool:
+    """Whether each of ``arrays`` (gradients, state; an empty list is left out) has its
+    parameter's memory layout.
+
+    All contiguous is the common case and the cheap test (a C method mapped over the lists,
+    a few microseconds for 255 tensors); otherwise the strides must be equal.
+    """
+    contiguous = Tensor.is_contiguous
+    if all(map(contiguous, params)) and all(all(map(contiguous, array)) for array in arrays):
+        return True
+    strides = [param.stride() for param in params]
+    return all(not array or [t.stride() for t in array] == strides for array in arrays)
+
+
+def _mode(kernel: str) -> dict[str, bool]:
+    return {"fused": kernel == "fused", "foreach": kernel == "foreach"}
+
+
+def _adam_arrays(bucket: Bucket, keys: tuple[str, ...]) -> dict[str, Any] | None:
+    """The arguments of ``torch.optim.adam.adam`` but the parameters and the gradients: the
+    state's arrays and the group's ``keys``, betas and ``amsgrad`` as numbers; None when a
+    value is not a number or an array is laid out otherwise than its parameter."""
+    group = bucket.group
+    numbers = _numbers(group, keys)
+    betas = group["betas"]
+    if numbers is None or not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        return None
+    beta1, beta2 = _number(betas[0]), _number(betas[1])
+    amsgrad = group["amsgrad"]
+    if beta1 is None or beta2 is None or not isinstance(amsgrad, bool):
+        return None
+    states = bucket.states
+    if amsgrad:
+        for state in states:
+            if "max_exp_avg_sq" not in state:
+                # As the chain starts it (also when the layout test below sends it there).
+                state["max_exp_avg_sq"] = torch.zeros_like(
+                    state["exp_avg_sq"], memory_format=torch.preserve_format
+                )
+    exp_avgs = [state["exp_avg"] for state in states]
+    exp_avg_sqs = [state["exp_avg_sq"] for state in states]
+    maxima = [state["max_exp_avg_sq"] for state in states] if amsgrad else []
+    if not _same_layout(bucket.params, [bucket.updates, exp_avgs, exp_avg_sqs, maxima]):
+        return None
+    return {
+        "exp_avgs": exp_avgs,
+        "exp_avg_sqs": exp_avg_sqs,
+        "max_exp_avg_sqs": maxima,
+        "state_steps": [state["step"] for state in states],
+        "amsgrad": amsgrad,
+        "beta1": beta1,
+        "beta2": beta2,
+        **numbers,
+    }
+
+
+def adam_step(bucket: Bucket, decay: str | None, kernel: str, workspaces: Workspaces) -> bool:
+    """torch's Adam (coupled weight decay) or AdamW (decoupled)."""
+    arrays = _adam_arrays(bucket, ("lr", "eps") + (("weight_decay",) if decay else ()))
+    if arrays is None:
+        return False
+    arrays.setdefault("weight_decay", 0.0)
+    torch_adam.adam(
+        bucket.params,
+        bucket.updates,
+        **arrays,
+        **_mode(kernel),
+        decoupled_weight_decay=decay == "decoupled",
+        maximize=bucket.group["maximize"],
+    )
+    return True
+
+
+def lamb_step(bucket: Bucket, decay: str | None, kernel: str, workspaces: Workspaces) -> bool:
+    """LAMB: Adam's direction from torch's kernel into a workspace, then the trust ratio."""
+    group = bucket.group
+    arrays = _adam_arrays(bucket, ("lr", "eps") + (("weight_decay",) if decay else ()))
+    bounds = _bounds(group["weight_norm_bounds"])
+    if arrays is None or bounds is False or not isinstance(group["layer_adaptation"], bool):
+        return False
+    lr, weight_decay = arrays.pop("lr"), arrays.pop("weight_decay", 0.0)
+    updates = workspaces(bucket.params)
+    torch._foreach_zero_(updates)
+    # Stepped with a rate of -1 from zero, the workspace is Adam's direction.
+    torch_adam.adam(
+        updates,
+        bucket.updates,
+        **arrays,
+        **_mode(kernel),
+        lr=-1.0,
+        weight_decay=0.0,
+        decoupled_weight_decay=False,
+        maximize=group["maximize"],
+    )
+    if weight_decay:
+        torch._foreach_add_(updates, bucket.params, alpha=weight_decay)
+    if group["layer_adaptation"]:
+        ratios = lamb_ratios(bucket.params, updates, bounds)
+        torch._foreach_mul_(updates, list((ratios * -lr).unbind()))
+        torch._foreach_add_(bucket.params, updates)
+    else:
+        torch._foreach_add_(bucket.params, updates, alpha=-lr)
+    return True
+
+
+def adagrad_step(bucket: Bucket, decay: str | None, kernel: str, workspaces: Workspaces) -> bool:
+    """torch's Adagrad (coupled weight decay)."""
+    group = bucket.group
+    numbers = _numbers(group, ("lr", "lr_decay", "eps") + (("weight_decay",) if decay else ()))
+    if numbers is None:
+        return False
+    states = bucket.states
+    sums = [state["sum"] for state in states]
+    if not _same_layout(bucket.params, [bucket.updates, sums]):
+        return False
+    torch_adagrad.adagrad(
+        bucket.params,
+        bucket.updates,
+        sums,
+        [state["step"] for state in states],
+        **_mode(kernel),
+        lr=numbers["lr"],
+        weight_decay=numbers.get("weight_decay", 0.0),
+        lr_decay=numbers["lr_decay"],
+        eps=numbers["eps"],
+        maximize=group["maximize"],
+    )
+    return True
+
+
+def _momentum(bucket: Bucket, grads: list[Tensor], keys: tuple[str, ...]) -> dict[str, Any] | None:
+    """The settings of ``torch.optim.sgd.sgd`` for this group: ``keys`` and, where momentum is
+    on, ``momentum``, ``dampening`` and ``nesterov`` as numbers; None when a value is not a
+    number or ``grads`` or a momentum buffer is laid out otherwise than its parameter."""
+    group = bucket.group
+    with_momentum = not is_off(group["momentum"])
+    keys += ("momentum", "dampening") if with_momentum else ()
+    numbers = _numbers(group, keys)
+    if numbers is None:
+        return None
+    # A buffer that starts now is made by torch in the gradient's layout.
+    present = [
+        state.get("momentum_buffer", param)
+        for param, state in zip(bucket.params, bucket.states, strict=True)
+    ]
+    if not _same_layout(bucket.params, [grads, present]):
+        return None
+    return {
+        "weight_decay": 0.0,
+        "momentum": 0.0,
+        "dampening": 0.0,
+        **numbers,
+        "nesterov": bool(group["nesterov"]) if with_momentum else False,
+    }
+
+
+def _torch_sgd(
+    bucket: Bucket,
+    grads: list[Tensor],
+    settings: dict[str, Any],
+    indices: Sequence[int] | None = None,
+) -> None:
+    """torch's SGD on the bucket's parameters (those at ``indices``, default all) with
+    ``grads``, the momentum buffers in the state; the step counters are the caller's."""
+    states = bucket.states
+    chosen = range(len(states)) if indices is None else indices
+    if not settings["momentum"]:
+        torch_sgd.sgd(
+            [bucket.params[i] for i in chosen],
+            [grads[i] for i in chosen],
+            [None] * len(chosen),
+            **settings,
+        )
+        return
+    buffers = {i: states[i].get("momentum_buffer") for i in chosen}
+    # torch's fused SGD starts buffers only when every one is missing: one call for the
+    # parameters that have a buffer and one for those that start theirs now.
+    fresh = [i for i, buffer in buffers.items() if buffer is None]
+    old = [i for i, buffer in buffers.items() if buffer is not None]
+    for group in (old, fresh):
+        if not group:
+            continue
+        listed = [buffers[i] for i in group]
+        torch_sgd.sgd(
+            [bucket.params[i] for i in group], [grads[i] for i in group], listed, **settings
+        )
+        for i, buffer in zip(group, listed, strict=True):
+            states[i]["momentum_buffer"] = buffer
+
+
+def _advance_steps(bucket: Bucket) -> None:
+    """SGD's functional keeps no counter; gradkit's state has one."""
+    torch._foreach_add_([state["step"] for state in bucket.states], 1)
+
+
+def sgd_step(bucket: Bucket, decay: str | None, kernel: str, workspaces: Workspaces) -> bool:
+    """torch's SGD: plain, heavy ball or Nesterov, with coupled weight decay."""
+    keys = ("lr",) + (("weight_decay",) if decay else ())
+    settings = _momentum(bucket, bucket.updates, keys)
+    if settings is None:
+        return False
+    _advance_steps(bucket)
+    settings.update(_mode(kernel), maximize=bucket.group["maximize"])
+    _torch_sgd(bucket, bucket.updates, settings)
+    return True
+
+
+def lars_step(bucket: Bucket, decay: str | None, kernel: str, workspaces: Workspaces) -> bool:
+    r"""LARS: torch's SGD momentum on :math:`-\eta\lambda(g + \beta\theta)` with a rate of -1."""
+    group = bucket.group
+    grads = bucket.updates
+    settings = _momentum(bucket, grads, ("lr",))
+    numbers = _numbers(group, ("trust_coefficient", "weight_decay", "eps"))
+    flags = (group["layer_adaptation"], group["unit_ratio_on_zero_grad"])
+    if settings is None or numbers is None or not all(isinstance(f, bool) for f in flags):
+        return False
+    lr, weight_decay = settings.pop("lr"), numbers["weight_decay"]
+    params = bucket.params
+    if group["layer_adaptation"]:
+        ratios = lars_ratios(
+            params,
+            grads,
+            numbers["trust_coefficient"],
+            weight_decay,
+            numbers["eps"],
+            group["unit_ratio_on_zero_grad"],
+        )
+        scales = ratios * -lr
+    else:
+        scales = torch.full((len(params),), -lr, dtype=torch.float64)
+    # p -= (-1) * b, b = mu b + (1 - tau) u (or u + mu b) with u = s g + s beta theta: the
+    # chain's trace after its rate. The workspace holds s g (-s g under maximize), and torch's
+    # kernel adds weight_decay * theta to it: with s beta, one call per tensor computes u in
+    # the kernel (which writes it back into the workspace, never into p.grad).
+    updates = workspaces(params)
+    signed = scales * (-1.0 if group["maximize"] else 1.0)
+    for update, grad, factor in zip(updates, grads, signed.unbind(), strict=True):
+        torch.mul(grad, factor, out=update)
+    settings = {**settings, **_mode(kernel), "lr": -1.0, "maximize": False}
+    _advance_steps(bucket)
+    if not weight_decay:
+        _torch_sgd(bucket, updates, settings)
+        return True
+    for index, decay in enumerate((scales.double() * weight_decay).tolist()):
+        settings["weight_decay"] = decay
+        _torch_sgd(bucket, updates, settings, (index,))
+    return True
+
+
+def _bounds(value: Any) -> tuple[float, float] | bool | None:
+    """LAMB's weight-norm bounds as numbers, None for none, False when not numbers."""
+    if value is None:
+        return None
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        return False
+    low, high = _number(value[0]), _number(value[1])
+    return False if low is None or high is None else (low, high)
