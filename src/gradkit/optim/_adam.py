@@ -110,7 +110,7 @@ class ScaleByAdam(_Moments):
         at every step of a 10M-parameter LAMB (9.5k page faults).
         """
         beta1, beta2 = bucket.value("betas")
-        scalars = self.step_scalars(bucket)
+        scalars = bucket.step_scalars(self)
         exp_avgs, exp_avg_sqs = _moments(bucket, beta1, beta2)
         if bucket.group["amsgrad"]:
             for state, exp_avg_sq in zip(bucket.states, exp_avg_sqs, strict=True):
@@ -164,7 +164,7 @@ class ScaleByAdamax(GradientTransformation):
 
     def apply(self, bucket: Bucket) -> None:
         beta1, beta2 = bucket.value("betas")
-        inverse_bias_correction1 = self.step_scalars(bucket)["inverse_bias_correction1"]
+        inverse_bias_correction1 = bucket.step_scalars(self)["inverse_bias_correction1"]
         (exp_avgs,) = _moments(bucket, beta1, None)
         exp_infs = [state["exp_inf"] for state in bucket.states]
         torch._foreach_mul_(exp_infs, beta2)
@@ -239,7 +239,7 @@ class ScaleByNadam(_Moments):
 
     def apply(self, bucket: Bucket) -> None:
         beta1, beta2 = bucket.value("betas")
-        scalars = self.step_scalars(bucket)
+        scalars = bucket.step_scalars(self)
         exp_avgs, exp_avg_sqs = _moments(bucket, beta1, beta2)
         denom = torch._foreach_mul(exp_avg_sqs, unstack(scalars["inverse_bias_correction2"]))
         torch._foreach_sqrt_(denom)
@@ -319,7 +319,7 @@ class ScaleByRadam(_Moments):
 
     def apply(self, bucket: Bucket) -> None:
         beta1, beta2 = bucket.value("betas")
-        scalars = self.step_scalars(bucket)
+        scalars = bucket.step_scalars(self)
         exp_avgs, exp_avg_sqs = _moments(bucket, beta1, beta2)
         denom = torch._foreach_sqrt(exp_avg_sqs)
         mul_scalars_(denom, unstack(scalars["root_scales"]))

@@ -84,7 +84,7 @@ class ScaleByAdan(GradientTransformation):
 
     def apply(self, bucket: Bucket) -> None:
         _, beta2, _ = bucket.value("betas")
-        scalars = self.step_scalars(bucket)
+        scalars = bucket.step_scalars(self)
         grads = bucket.updates
         states = bucket.states
         previous = [state["prev_grad"] for state in states]

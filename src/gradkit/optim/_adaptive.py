@@ -49,7 +49,7 @@ class ScaleByAdagrad(GradientTransformation):
         add_scalar_(std, bucket.value("eps"))
         torch._foreach_div_(bucket.updates, std)
         if not bucket.is_off("lr_decay"):
-            decay = self.step_scalars(bucket)["decay"]
+            decay = bucket.step_scalars(self)["decay"]
             torch._foreach_mul_(bucket.updates, unstack(decay))
 
     def scalars(self, bucket: Bucket) -> dict[str, Any] | None:

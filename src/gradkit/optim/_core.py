@@ -13,7 +13,7 @@ Every hyperparameter is read from the bucket's param group at each step, never c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,6 +142,18 @@ class Bucket:
         counters *= factors.astype(counters.dtype)
         return counters.astype(np.float64)
 
+    def step_scalars(self, transformation: GradientTransformation) -> dict[str, Any]:
+        """``transformation``'s :meth:`~GradientTransformation.scalars` of this step: those
+        the fused path computed before its compiled program (in ``scalars``), or computed now."""
+        values = self.scalars.get(transformation.name)
+        if values is None:
+            values = transformation.scalars(self)
+        if values is None:
+            raise RuntimeError(
+                f"{transformation.name}: apply reads step scalars but scalars() is None"
+            )
+        return values
+
     def is_off(self, key: str) -> bool:
         """Whether ``key`` is ``None`` or 0 in this group (a structural, not a numeric, fact)."""
         if self.hypers is None:
@@ -243,7 +255,7 @@ class GradientTransformation:
 
         Bias corrections, NAdam's momentum schedule, RAdam's rectification: per-parameter
         scalars, not arrays. Override to return them by name (use :meth:`Bucket.per_step`)
-        and read them in :meth:`apply` with :meth:`step_scalars`. On the fused path they are
+        and read them in :meth:`apply` with :meth:`Bucket.step_scalars`. On the fused path they are
         computed eagerly, with numpy (:meth:`Bucket.per_step` gives an array, :meth:`Bucket.value`
         floats; arrays returned here become tensors), before the compiled program, which takes
         them as inputs: inductor inlines scalar arithmetic into every consumer loop, so a
@@ -264,25 +276,6 @@ class GradientTransformation:
         kept between steps is not.
         """
         return False
-
-    def precompute(self, buckets: Sequence[Bucket]) -> None:
-        """Store :meth:`scalars` of every bucket in ``bucket.scalars`` (the fused path)."""
-        for bucket in buckets:
-            values = self.scalars(bucket)
-            if values is not None:
-                bucket.scalars[self.name] = {
-                    key: torch.from_numpy(value) if isinstance(value, np.ndarray) else value
-                    for key, value in values.items()
-                }
-
-    def step_scalars(self, bucket: Bucket) -> dict[str, Any]:
-        """This step's :meth:`scalars`: precomputed (fused) or computed now (eager)."""
-        values = bucket.scalars.get(self.name)
-        if values is None:
-            values = self.scalars(bucket)
-        if values is None:
-            raise RuntimeError(f"{self.name}: apply reads step scalars but scalars() is None")
-        return values
 
     def scalar_state_keys(self) -> tuple[str, ...]:
         """State entries that are 0-d counters (kept in :func:`scalar_dtype`, never cast)."""
@@ -333,10 +326,6 @@ class Chain(GradientTransformation):
     def update(self, buckets: Sequence[Bucket]) -> None:
         for transformation in self.transformations:
             transformation.update(buckets)
-
-    def precompute(self, buckets: Sequence[Bucket]) -> None:
-        for transformation in self.transformations:
-            transformation.precompute(buckets)
 
     def wants_workspace(self) -> bool:
         return any(t.wants_workspace() for t in self.transformations)
@@ -397,11 +386,6 @@ class Conditional(GradientTransformation):
         if chosen:
             self.inner.update(chosen)
 
-    def precompute(self, buckets: Sequence[Bucket]) -> None:
-        chosen = self._chosen(buckets)
-        if chosen:
-            self.inner.precompute(chosen)
-
     def wants_workspace(self) -> bool:
         return self.inner.wants_workspace()
 
@@ -410,6 +394,23 @@ class Conditional(GradientTransformation):
 
     def __repr__(self) -> str:
         return f"{'when' if self.value else 'unless'}({self.key!r}, {self.inner!r})"
+
+
+def leaves(
+    transformation: GradientTransformation, buckets: Sequence[Bucket]
+) -> Iterator[tuple[GradientTransformation, list[Bucket]]]:
+    """The transformations of a composition that are not themselves :class:`Chain` or
+    :class:`Conditional`, in order, each with the buckets it runs on (none where a branch is
+    not taken). A transformation of any other type is a leaf, whatever it holds."""
+    if isinstance(transformation, Chain):
+        for inner in transformation.transformations:
+            yield from leaves(inner, buckets)
+    elif isinstance(transformation, Conditional):
+        chosen = transformation._chosen(buckets)
+        if chosen:
+            yield from leaves(transformation.inner, chosen)
+    else:
+        yield transformation, list(buckets)
 
 
 def when(key: str, transformation: GradientTransformation) -> Conditional:

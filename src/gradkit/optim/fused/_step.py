@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gradkit.optim._core import Bucket, GradientTransformation, is_off
+from gradkit.optim._core import Bucket, GradientTransformation, is_off, leaves
 from gradkit.optim._workspaces import Workspaces
 from gradkit.optim.fused._direct import (
     DirectCall,
@@ -79,7 +79,14 @@ def _precompute(transformation: GradientTransformation, buckets: Sequence[Bucket
     the hyperparameters as Python floats (``bucket.numbers``): cheaper than a second compiled
     call or than tensor operations. The compiled program never sees the counters.
     """
-    transformation.precompute(buckets)
+    for leaf, chosen in leaves(transformation, buckets):
+        for bucket in chosen:
+            values = leaf.scalars(bucket)
+            if values is not None:
+                bucket.scalars[leaf.name] = {
+                    key: torch.from_numpy(value) if isinstance(value, np.ndarray) else value
+                    for key, value in values.items()
+                }
     for bucket in buckets:
         bucket.numbers = None  # from here on, bucket.value gives the tensors
 
