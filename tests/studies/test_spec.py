@@ -121,6 +121,16 @@ BAD = [
     ),
     (
         'metric = "test_accuracy"',
+        'metric = "test_accuracy"\ntest = "noninferior"',
+        "claim 1: a 'noninferior' test needs a margin > 0",
+    ),
+    (
+        'metric = "test_accuracy"',
+        'metric = "test_accuracy"\ntest = "better"',
+        "claim 1: test must be one of 'superior', 'equivalent', 'noninferior', got 'better'",
+    ),
+    (
+        'metric = "test_accuracy"',
         'metric = "test_accuracy"\nsmallest_effect = -0.01',
         "claim 1: smallest_effect must be a number >= 0, got -0.01",
     ),

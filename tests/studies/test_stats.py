@@ -86,6 +86,41 @@ def test_equivalence() -> None:
     assert verdict(wide, BASELINE, test="equivalent", margin=0.01).outcome == INCONCLUSIVE
 
 
+def test_noninferiority_takes_one_end_of_the_band() -> None:
+    # differences (arm - baseline) with mean d and the spread of these offsets:
+    # s = 0.001581, n = 5, t(0.975, 4) = 2.776: half-width 0.001963
+    offsets = [0.001, -0.001, 0.002, 0.0, -0.002]
+
+    def shifted(d: float) -> list[float]:
+        return [b + d + o for b, o in zip(BASELINE, offsets, strict=True)]
+
+    # far better: reproduced (an equivalence test would call this "not reproduced")
+    assert verdict(shifted(0.05), BASELINE, test="noninferior", margin=0.01).outcome == REPRODUCED
+    assert verdict(shifted(0.05), BASELINE, test="equivalent", margin=0.01).outcome == (
+        NOT_REPRODUCED
+    )
+    # worse by 0.007: the interval [-0.00896, -0.00504] stays above -0.01
+    assert verdict(shifted(-0.007), BASELINE, test="noninferior", margin=0.01).outcome == (
+        REPRODUCED
+    )
+    # worse by 0.009: the interval [-0.01096, -0.00704] reaches below -0.01
+    inconclusive = verdict(shifted(-0.009), BASELINE, test="noninferior", margin=0.01)
+    assert inconclusive.outcome == INCONCLUSIVE
+    assert inconclusive.detectable is not None and inconclusive.detectable > 0
+    assert "band edge" in inconclusive.rule
+    # worse by 0.02: the interval lies wholly below -0.01
+    assert verdict(shifted(-0.02), BASELINE, test="noninferior", margin=0.01).outcome == (
+        NOT_REPRODUCED
+    )
+    # lower is better: the sign flips before the test
+    assert (
+        verdict(
+            shifted(0.05), BASELINE, test="noninferior", margin=0.01, higher_is_better=False
+        ).outcome
+        == NOT_REPRODUCED
+    )
+
+
 def test_one_seed_or_a_diverged_run_is_inconclusive() -> None:
     assert verdict([0.9], [0.1]).outcome == INCONCLUSIVE
     assert verdict([0.9, math.nan], [0.1, 0.1]).outcome == INCONCLUSIVE

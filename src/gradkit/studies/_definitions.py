@@ -83,8 +83,10 @@ class Claim:
     """A claim of the literature, tested by comparing ``arm`` with ``baseline`` on ``metric``.
 
     Attributes:
-        test: ``"superior"`` (the arm beats the baseline by more than ``margin``) or
-            ``"equivalent"`` (they differ by less than ``margin`` either way).
+        test: ``"superior"`` (the arm beats the baseline by more than ``margin``),
+            ``"equivalent"`` (they differ by less than ``margin`` either way) or
+            ``"noninferior"`` (the arm is not worse by ``margin`` or more: "matches or
+            beats").
         smallest_effect: for a ``superior`` claim, the smallest gain beyond ``margin`` that
             would matter (the smallest effect of interest of a minimum-effect test); an
             interval whose high end stays below ``margin + smallest_effect`` rules such a gain

@@ -100,12 +100,14 @@ def plot_verdicts(rows: Sequence[VerdictRow], path: Path) -> Path | None:
     for axis, metric, group in zip(axes[:, 0], metrics, groups, strict=True):
         for y, row in enumerate(group):
             color = VERDICT_COLORS.get(row.outcome, "#7F7F7F")
-            span = (-row.margin, row.margin) if row.test == "equivalent" else (0.0, row.margin)
+            span, edges = {
+                "equivalent": ((-row.margin, row.margin), (-row.margin, row.margin)),
+                "noninferior": ((-row.margin, 0.0), (-row.margin,)),
+            }.get(row.test, ((0.0, row.margin), (row.margin,)))
             if row.margin > 0:
                 axis.fill_betweenx([y - 0.4, y + 0.4], *span, color="#56B4E9", alpha=0.25, lw=0)
-                axis.plot([row.margin] * 2, [y - 0.4, y + 0.4], ":", color="#0072B2", lw=1)
-                if row.test == "equivalent":
-                    axis.plot([-row.margin] * 2, [y - 0.4, y + 0.4], ":", color="#0072B2", lw=1)
+                for edge in edges:
+                    axis.plot([edge] * 2, [y - 0.4, y + 0.4], ":", color="#0072B2", lw=1)
             if row.test == "superior" and row.smallest_effect > 0:
                 axis.fill_betweenx(
                     [y - 0.4, y + 0.4],
@@ -124,9 +126,10 @@ def plot_verdicts(rows: Sequence[VerdictRow], path: Path) -> Path | None:
             else:
                 axis.annotate("no interval", (0, y), fontsize=7, color=color, va="center")
             if row.outcome == INCONCLUSIVE and row.detectable is not None:
-                marks = [row.detectable]
-                if row.test == "equivalent":
-                    marks.append(-row.detectable)
+                marks = {
+                    "equivalent": [row.detectable, -row.detectable],
+                    "noninferior": [-row.detectable],
+                }.get(row.test, [row.detectable])
                 axis.plot(marks, [y] * len(marks), "D", mfc="white", mec="black", markersize=6)
         axis.axvline(0.0, color="black", lw=0.8)
         axis.set_yticks(

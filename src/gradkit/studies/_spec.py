@@ -84,6 +84,7 @@ from gradkit.studies._errors import SpecError, check_table, named_tables
 from gradkit.studies._expand import expand
 from gradkit.studies._measures import MEASURES
 from gradkit.studies._metrics import check_metric_names
+from gradkit.studies._stats import TESTS
 from gradkit.studies._tuning_spec import MIN_REPORT_SEEDS, apply_preset, parse_search, parse_tuning
 from gradkit.train import Config, config_to_dict
 
@@ -336,20 +337,20 @@ def _parse_claim(table: Any, spec: StudySpec, where: str) -> Claim:
                 f"{did_you_mean(table[key], names, n=1)} (arms: {', '.join(names)})"
             )
     test = table.get("test", "superior")
-    if test not in ("superior", "equivalent"):
-        raise SpecError(f"{where}: test must be 'superior' or 'equivalent', got {test!r}")
+    if test not in TESTS:
+        raise SpecError(f"{where}: test must be one of {', '.join(map(repr, TESTS))}, got {test!r}")
     margin = table.get("margin", 0.0)
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin >= 0:
         raise SpecError(f"{where}: margin must be a number >= 0, got {margin!r}")
-    if test == "equivalent" and margin == 0:
-        raise SpecError(f"{where}: an 'equivalent' claim needs a margin > 0")
+    if test != "superior" and margin == 0:
+        raise SpecError(f"{where}: a {test!r} test needs a margin > 0")
     smallest = table.get("smallest_effect", 0.0)
     if isinstance(smallest, bool) or not isinstance(smallest, (int, float)) or not smallest >= 0:
         raise SpecError(f"{where}: smallest_effect must be a number >= 0, got {smallest!r}")
-    if test == "equivalent" and smallest:
+    if test != "superior" and smallest:
         raise SpecError(
             f"{where}: smallest_effect = {smallest!r} applies to a 'superior' claim only; "
-            "an 'equivalent' claim's margin already says which difference matters"
+            f"an {test!r} claim's margin already says which difference matters"
         )
     at = table.get("at", {})
     if not isinstance(at, Mapping):

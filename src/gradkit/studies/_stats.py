@@ -16,15 +16,21 @@ means "the arm is better"), then the 95% t interval :math:`[l, h]` of the mean d
 - ``equivalent`` with margin :math:`m`: **reproduced** if :math:`-m < l` and :math:`h < m`
   (the interval lies inside the band); **not reproduced** if :math:`l > m` or :math:`h < -m`
   (it lies outside); otherwise **inconclusive**.
+- ``noninferior`` with margin :math:`m` ("matches or beats", worse by less than :math:`m`):
+  **reproduced** if :math:`l > -m`; **not reproduced** if :math:`h < -m` (worse by more than
+  the margin, with 95% confidence); otherwise **inconclusive**. The non-inferiority test of
+  clinical trials (Schumi & Wittes 2011, doi:10.1186/1745-6215-12-106): one end of the
+  equivalence band, for a claim that an arm is at least as good, where being better by more
+  than the margin does not refute it.
 
 Fewer than two shared seeds is always inconclusive: there is no interval.
 
 An inconclusive verdict carries ``detectable``: the smallest true mean difference (counted from
-the margin, or from the band's edge for ``equivalent``) that the paired two-sided 95% t test
-over the same number of seeds would detect with 80% power, given the observed standard
-deviation of the per-seed differences (the noncentral t of :mod:`scipy.stats`). Next to the
-margin it says how far the design is from settling the claim; more seeds shrink it about as
-:math:`1/\sqrt n`.
+the margin, or from the band's edge for ``equivalent`` and ``noninferior``) that the paired
+two-sided 95% t test over the same number of seeds would detect with 80% power, given the
+observed standard deviation of the per-seed differences (the noncentral t of
+:mod:`scipy.stats`). Next to the margin it says how far the design is from settling the
+claim; more seeds shrink it about as :math:`1/\sqrt n`.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ __all__ = [
     "INCONCLUSIVE",
     "NOT_REPRODUCED",
     "REPRODUCED",
+    "TESTS",
     "Verdict",
     "detectable_difference",
     "mean_ci",
@@ -52,6 +59,7 @@ REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
 INCONCLUSIVE = "inconclusive"
 
+TESTS = ("superior", "equivalent", "noninferior")
 CONFIDENCE = 0.95
 POWER = 0.80
 
@@ -140,12 +148,12 @@ def verdict(
             f"verdict: the arm has {len(arm)} values and the baseline {len(baseline)}; "
             "they must be paired by seed"
         )
-    if test not in ("superior", "equivalent"):
-        raise ValueError(f"verdict: invalid test={test!r}; expected 'superior' or 'equivalent'")
+    if test not in TESTS:
+        raise ValueError(f"verdict: invalid test={test!r}; expected one of {', '.join(TESTS)}")
     if not smallest_effect >= 0 or (smallest_effect and test != "superior"):
         raise ValueError(
             f"verdict: invalid smallest_effect={smallest_effect!r}; expected a number >= 0, "
-            "and 0 for an 'equivalent' test"
+            f"and 0 for an {test!r} test"
         )
     refute = margin + smallest_effect
     sign = 1.0 if higher_is_better else -1.0
@@ -162,6 +170,13 @@ def verdict(
             + (f" (margin + smallest effect {smallest_effect:g})" if smallest_effect else "")
             + ", else inconclusive"
         )
+    elif test == "noninferior":
+        rule = (
+            f"paired difference over {n} seeds (arm - baseline, {direction} is better), 95% t "
+            f"interval [{low:.4g}, {high:.4g}]: reproduced if its low end > -{margin:g} (not "
+            f"worse by the margin), not reproduced if its high end < -{margin:g}, else "
+            "inconclusive"
+        )
     else:
         rule = (
             f"paired difference over {n} seeds, 95% t interval [{low:.4g}, {high:.4g}]: "
@@ -173,6 +188,10 @@ def verdict(
         rule += " (fewer than 2 seeds with finite values: no interval)"
     elif test == "superior":
         outcome = REPRODUCED if low > margin else NOT_REPRODUCED if high < refute else INCONCLUSIVE
+    elif test == "noninferior":
+        outcome = (
+            REPRODUCED if low > -margin else NOT_REPRODUCED if high < -margin else INCONCLUSIVE
+        )
     elif -margin < low and high < margin:
         outcome = REPRODUCED
     elif low > margin or high < -margin:
