@@ -23,13 +23,17 @@ from gradkit.optim import (
     SAM,
     AdamW,
     ChainedOptimizer,
+    NAdam,
     add_decayed_weights,
     chain,
     scale_by_adam,
     scale_by_learning_rate,
+    scale_by_nadam,
     scale_by_rms,
     trace,
+    when,
 )
+from gradkit.optim._core import counter_keys
 
 # Learning rates for these tests: large enough that three steps visibly move bfloat16
 # parameters (spacing 2^-7 near 1), small enough that nothing diverges in a few steps.
@@ -403,6 +407,36 @@ def test_nadam_bfloat16_mu_product_is_not_rounded_on_load(via):
     loaded = resumed.state[resumed_params[0]]["mu_product"]
     assert_bitwise(loaded, mu_product, "mu_product after load")
     assert resumed.state[resumed_params[0]]["exp_avg"].dtype == torch.bfloat16
+
+
+def test_a_zero_dim_parameter_keeps_its_counter_and_casts_its_buffers_on_load():
+    # For a 0-d parameter every state entry is 0-d: the counters are told apart from the
+    # element-wise buffers by what init_state makes for a probe parameter, not by shape.
+    params = [torch.nn.Parameter(torch.tensor(0.5, dtype=torch.bfloat16))]
+    optimizer = NAdam(params, lr=1e-2)
+    for _ in range(5):
+        params[0].grad = torch.tensor(0.25, dtype=torch.bfloat16)
+        optimizer.step()
+    mu_product = optimizer.state[params[0]]["mu_product"].clone()
+    assert mu_product.to(torch.bfloat16).float() != mu_product
+    resumed_params = [torch.nn.Parameter(params[0].detach().clone())]
+    resumed = NAdam(resumed_params, lr=1e-2)
+    saved = optimizer.state_dict()
+    saved["state"][0]["exp_avg"] = saved["state"][0]["exp_avg"].float()  # cast back on load
+    resumed.load_state_dict(saved)
+    state = resumed.state[resumed_params[0]]
+    assert_bitwise(state["mu_product"], mu_product, "mu_product after load")
+    assert state["exp_avg"].dtype == torch.bfloat16
+
+
+def test_counter_keys_are_the_zero_dim_entries_init_state_makes():
+    groups = [{"betas": (0.9, 0.999), "amsgrad": True}]
+    assert counter_keys(OPTIMIZERS["nadam"].create([torch.zeros(3)])._transformation, groups) == (
+        "mu_product",
+    )
+    adam = OPTIMIZERS["adam"].create([torch.zeros(3)], amsgrad=True)
+    assert counter_keys(adam._transformation, adam.param_groups) == ()
+    assert counter_keys(when("layer_adaptation", scale_by_nadam()), groups) == ("mu_product",)
 
 
 # --- GradScaler ------------------------------------------------------------------------------

@@ -222,9 +222,6 @@ class ScaleByNadam(_Moments):
         super().init_state(param, state, group)
         state["mu_product"] = torch.ones((), dtype=scalar_dtype())
 
-    def scalar_state_keys(self) -> tuple[str, ...]:
-        return ("mu_product",)
-
     def scalars(self, bucket: Bucket) -> dict[str, Any]:
         beta1, beta2 = bucket.value("betas")
         psi = bucket.value("momentum_decay")

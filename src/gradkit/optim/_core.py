@@ -54,7 +54,7 @@ class Bucket:
         counts: on the fused path, this step's counts as one float64 numpy array; ``None`` on
             the eager path.
         counters: on the fused path, the 0-d counters of the state (``step`` and each key of
-            :meth:`GradientTransformation.scalar_state_keys`) as one numpy array per key, whose
+            :func:`counter_keys`) as one numpy array per key, whose
             elements *are* the parameters' entries (``state[key]`` is a view of the same
             memory): one in-place operation on the array updates every parameter's counter.
             Empty on the eager path.
@@ -233,7 +233,14 @@ class GradientTransformation:
         self.hypers: dict[str, Hyper] = {hyper.key: hyper for hyper in hypers}
 
     def init_state(self, param: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
-        """Create this transformation's entries in a parameter's state (first step only)."""
+        """Create this transformation's entries in a parameter's state (first step only).
+
+        An entry made as a 0-d tensor is a *counter* (NAdam's ``mu_product``), not an
+        element-wise buffer: make it in :func:`scalar_dtype` and advance it in :meth:`scalars`
+        with :meth:`Bucket.advance_counters`. The optimizer keeps counters in that dtype on
+        ``load_state_dict`` and the fused backend gathers them into one array per key
+        (:func:`counter_keys` finds them).
+        """
 
     def validate(self, group: dict[str, Any], owner: str, index: int) -> None:
         """Check relations between keys of a new param group; raise ``ValueError`` if broken."""
@@ -276,10 +283,6 @@ class GradientTransformation:
         kept between steps is not.
         """
         return False
-
-    def scalar_state_keys(self) -> tuple[str, ...]:
-        """State entries that are 0-d counters (kept in :func:`scalar_dtype`, never cast)."""
-        return ()
 
     def __repr__(self) -> str:
         settings = ", ".join(f"{key}={hyper.default!r}" for key, hyper in self.hypers.items())
@@ -329,9 +332,6 @@ class Chain(GradientTransformation):
 
     def wants_workspace(self) -> bool:
         return any(t.wants_workspace() for t in self.transformations)
-
-    def scalar_state_keys(self) -> tuple[str, ...]:
-        return tuple(key for t in self.transformations for key in t.scalar_state_keys())
 
     def __repr__(self) -> str:
         return "chain(" + ", ".join(repr(t) for t in self.transformations) + ")"
@@ -389,9 +389,6 @@ class Conditional(GradientTransformation):
     def wants_workspace(self) -> bool:
         return self.inner.wants_workspace()
 
-    def scalar_state_keys(self) -> tuple[str, ...]:
-        return self.inner.scalar_state_keys()
-
     def __repr__(self) -> str:
         return f"{'when' if self.value else 'unless'}({self.key!r}, {self.inner!r})"
 
@@ -411,6 +408,30 @@ def leaves(
             yield from leaves(transformation.inner, chosen)
     else:
         yield transformation, list(buckets)
+
+
+def counter_keys(
+    transformation: GradientTransformation, groups: Sequence[dict[str, Any]]
+) -> tuple[str, ...]:
+    """The state keys that ``transformation.init_state`` makes as 0-d tensors for any of
+    ``groups``: its counters (see :meth:`GradientTransformation.init_state`).
+
+    Found by creating the state of a two-element probe parameter once per group: an
+    element-wise buffer has the parameter's shape, a counter none, whatever the real
+    parameters' shapes (a 0-d parameter's buffers are 0-d too, so the real state could not
+    tell them apart).
+    """
+    probe = torch.zeros(2)
+    keys: list[str] = []
+    for group in groups:
+        state: dict[str, Any] = {}
+        transformation.init_state(probe, state, group)
+        keys += [
+            key
+            for key, value in state.items()
+            if isinstance(value, Tensor) and value.dim() == 0 and key not in keys
+        ]
+    return tuple(keys)
 
 
 def when(key: str, transformation: GradientTransformation) -> Conditional:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from gradkit.optim._core import Bucket, GradientTransformation, scalar_dtype
+from gradkit.optim._core import Bucket, GradientTransformation, counter_keys, scalar_dtype
 from gradkit.optim._hyper import Hyper, boolean, validate_group
 from gradkit.optim._torch_kernels import run_torch_kernels
 from gradkit.optim._workspaces import Workspaces
@@ -255,7 +255,8 @@ class ChainedOptimizer(torch.optim.Optimizer):
         on load; for a bfloat16 parameter that would round counters such as NAdam's
         ``mu_product``. They are restored in :func:`scalar_dtype` instead.
         """
-        keys = self._transformation.scalar_state_keys()
+        groups = [{**self.defaults, **group} for group in state_dict["param_groups"]]
+        keys = counter_keys(self._transformation, groups)
         saved = {
             (param_id, key): value.detach().clone()
             for param_id, entry in state_dict["state"].items()

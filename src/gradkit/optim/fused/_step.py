@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gradkit.optim._core import Bucket, GradientTransformation, is_off, leaves
+from gradkit.optim._core import Bucket, GradientTransformation, counter_keys, is_off, leaves
 from gradkit.optim._workspaces import Workspaces
 from gradkit.optim.fused._direct import (
     DirectCall,
@@ -237,7 +237,7 @@ class FusedStep:
         self._tensors: dict[tuple[int, str], _Holder] = {}
         self._wants_workspace = transformation.wants_workspace()
         self._workspaces = Workspaces()
-        self._counter_keys = ("step", *transformation.scalar_state_keys())
+        self._counter_keys: tuple[str, ...] = ("step",)  # and the chain's own (plan_for)
         self._counters: dict[tuple[int, torch.device, torch.dtype, str], _Counters] = {}
         self._trusted = trusted(transformation)
         self._prepared: dict[int, tuple[tuple[Any, ...], Any]] = {}
@@ -359,6 +359,7 @@ class FusedStep:
             bucket.params = [bucket.params[i] for i in order]
             bucket.updates = [bucket.updates[i] for i in order]
             bucket.states = [bucket.states[i] for i in order]
+        self._counter_keys = ("step", *counter_keys(self.transformation, groups))
         self.plan = StepPlan(groups, state, buckets)
         return self.plan
 
