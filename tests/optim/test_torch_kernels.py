@@ -29,10 +29,11 @@ from gradkit.optim import _torch_kernels
 STEPS = 60
 RTOL = 1e-12
 FUNCTIONALS = {
-    "adam": importlib.import_module("torch.optim.adam"),
-    "sgd": importlib.import_module("torch.optim.sgd"),
-    "adagrad": importlib.import_module("torch.optim.adagrad"),
+    name: importlib.import_module(f"torch.optim.{name}")
+    for name in ("adam", "sgd", "adagrad", "rmsprop", "adadelta", "adamax", "nadam", "radam")
 }
+# The algorithms torch has a fused CPU kernel for; the others run its single-tensor loop.
+FUSED_ON_CPU = ("adam", "sgd", "adagrad")
 
 _generator = torch.Generator().manual_seed(7)
 INPUTS = torch.randn(64, 5, generator=_generator, dtype=torch.float64)
@@ -193,6 +194,27 @@ CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
         "adagrad",
         {"lr": 0.05, "lr_decay": 0.01, "initial_accumulator_value": 0.5, **WD, **MAX},
     ),
+    "rmsprop-default": ("RMSprop", "rmsprop", {"lr": 1e-2}),
+    "rmsprop-momentum": ("RMSprop", "rmsprop", {"lr": 1e-2, "momentum": 0.5}),
+    "rmsprop-centered-momentum-wd-maximize": (
+        "RMSprop",
+        "rmsprop",
+        {"lr": 1e-2, "alpha": 0.9, "eps": 1e-6, "centered": True, "momentum": 0.9, **WD, **MAX},
+    ),
+    "adadelta-default": ("Adadelta", "adadelta", {"lr": 1.0}),
+    "adadelta-all": ("Adadelta", "adadelta", {"lr": 0.5, "rho": 0.8, "eps": 1e-5, **WD, **MAX}),
+    "adamax-default": ("Adamax", "adamax", {"lr": 1e-2}),
+    "adamax-all": (
+        "Adamax",
+        "adamax",
+        {"lr": 1e-2, "betas": (0.8, 0.99), "eps": 1e-6, **WD, **MAX},
+    ),
+    "nadam-default": ("NAdam", "nadam", {"lr": 1e-2}),
+    "nadam-l2-maximize": ("NAdam", "nadam", {"lr": 1e-2, "momentum_decay": 0.01, **WD, **MAX}),
+    "nadam-decoupled": ("NAdam", "nadam", {"lr": 1e-2, "decoupled_weight_decay": True, **WD}),
+    "radam-default": ("RAdam", "radam", {"lr": 1e-2}),
+    "radam-l2-maximize": ("RAdam", "radam", {"lr": 1e-2, "betas": (0.8, 0.99), **WD, **MAX}),
+    "radam-decoupled": ("RAdam", "radam", {"lr": 1e-2, "decoupled_weight_decay": True, **WD}),
 }
 
 
@@ -203,7 +225,8 @@ def test_dispatched_step_equals_the_chain_and_torch(case: str, calls: Calls) -> 
     start = flat(model)
     opt = build(gk, name, model, kwargs)
     dispatched = train(opt, model, STEPS, check_grads=True)
-    assert calls.log == [(algorithm, "fused")] * (2 * STEPS), "one fused call per group and step"
+    path = "fused" if algorithm in FUSED_ON_CPU else "single"
+    assert calls.log == [(algorithm, path)] * (2 * STEPS), "one call per group and step"
 
     calls.clear()
     chain_opt = build(gk, name, chain_model, kwargs)
@@ -287,8 +310,9 @@ NOT_TORCH: dict[str, tuple[Callable[[list[Tensor]], Any], dict[str, Any] | None]
         ),
         {"momentum": 0.0},
     ),
-    "rmsprop": (lambda p: gk.RMSprop(p, lr=1e-3), None),
-    "nadam": (lambda p: gk.NAdam(p, lr=1e-3), None),
+    "nadam-agc": (lambda p: gk.NAdam(p, lr=1e-3, agc_clipping=0.01), {"agc_clipping": None}),
+    "adadelta-agc": (lambda p: gk.Adadelta(p, agc_clipping=0.01), {"agc_clipping": None}),
+    "lion": (lambda p: gk.Lion(p, lr=1e-4), None),
 }
 
 
@@ -336,7 +360,33 @@ def test_a_subclass_of_a_transformation_is_not_taken_for_torchs(calls: Calls) ->
     assert _torch_kernels.recognise(adam, opt.param_groups[0]) == ("adam", None)
 
 
-@pytest.mark.parametrize("case", ["adam-amsgrad-l2-maximize", "sgd-dampening-wd-maximize"])
+@pytest.mark.parametrize("setting", [{"dampening": 0.3}, {"nesterov": True}])
+def test_rmsprop_with_momentum_torch_lacks_runs_the_chain(
+    setting: dict[str, Any], calls: Calls
+) -> None:
+    """torch's RMSprop has no dampening and no Nesterov form: such a group is the chain's."""
+    model, chain_model = make_model(), make_model()
+    opts = [
+        gk.RMSprop([{"params": m.parameters(), **setting}], lr=1e-2, momentum=0.9)
+        for m in (model, chain_model)
+    ]
+    opts[1].torch_kernels = False
+    assert worst(train(opts[1], chain_model, 10), train(opts[0], model, 10)) == 0.0
+    assert calls.log == []
+    opts[0].param_groups[0].update(dampening=0.0, nesterov=False)
+    train(opts[0], model, 3, start=10)
+    assert calls.log == [("rmsprop", "single")] * 3
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "adam-amsgrad-l2-maximize",
+        "sgd-dampening-wd-maximize",
+        "rmsprop-centered-momentum-wd-maximize",
+        "nadam-l2-maximize",
+    ],
+)
 def test_state_dict_round_trip_mid_run_across_dispatch_on_and_off(case: str, calls: Calls) -> None:
     name, _, kwargs = CASES[case]
     model = make_model()
@@ -459,7 +509,17 @@ def test_foreach_path_for_cuda_equals_the_chain(monkeypatch: pytest.MonkeyPatch)
     """CUDA's path (foreach, CPU counters), run here on CPU tensors."""
     calls = Calls(monkeypatch)
     monkeypatch.setattr(_torch_kernels, "kernel_for", lambda device, algorithm: "foreach")
-    for case in ("adam-amsgrad-l2-maximize", "sgd-nesterov-wd-maximize", "adagrad-all"):
+    cases = ["adam-amsgrad-l2-maximize", "sgd-nesterov-wd-maximize", "adagrad-all"]
+    cases += [
+        "rmsprop-centered-momentum-wd-maximize",
+        "adadelta-all",
+        "adamax-all",
+        "nadam-l2-maximize",
+        "nadam-decoupled",
+        "radam-l2-maximize",
+        "radam-decoupled",
+    ]
+    for case in cases:
         name, algorithm, kwargs = CASES[case]
         model, chain_model = make_model(), make_model()
         calls.clear()
@@ -486,6 +546,25 @@ def test_low_precision_default_step_is_torchs_fused_kernel(
         assert all(p.dtype == dtype for p in model.parameters())
         if library is gk:
             assert calls.log == [(name.lower().removesuffix("w"), "fused")] * 10
+    assert worst(runs[1], runs[0]) == 0.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("name", ["RMSprop", "Adadelta", "Adamax", "NAdam", "RAdam"])
+def test_low_precision_default_step_is_torchs_single_tensor_loop(
+    name: str, dtype: torch.dtype, calls: Calls
+) -> None:
+    """Where torch has no fused CPU kernel its CPU default is the single-tensor loop, and the
+    gradkit default step is that loop on gradkit's state: equal bit for bit."""
+    kwargs: dict[str, Any] = {"lr": 1e-2, "weight_decay": 1e-2, "maximize": True}
+    if name == "RMSprop":
+        kwargs.update(momentum=0.9, centered=True)
+    runs = []
+    for library in (gk, torch.optim):
+        model = make_model(dtype)
+        runs.append(train(getattr(library, name)(model.parameters(), **kwargs), model, 10))
+        if library is gk:
+            assert calls.log == [(name.lower(), "single")] * 10
     assert worst(runs[1], runs[0]) == 0.0
 
 
@@ -542,6 +621,9 @@ def test_kernel_choice_per_device_and_algorithm() -> None:
     assert [_torch_kernels.kernel_for(cpu, name) for name in names] == ["fused"] * 5
     kinds = [_torch_kernels.kernel_for(cuda, name) for name in names]
     assert kinds == ["foreach", "fused", "foreach", "foreach", "fused"]
+    loops = ("rmsprop", "adadelta", "adamax", "nadam", "radam")
+    assert [_torch_kernels.kernel_for(cpu, name) for name in loops] == ["single"] * 5
+    assert [_torch_kernels.kernel_for(cuda, name) for name in loops] == ["foreach"] * 5
     assert _torch_kernels.kernel_for(meta, "sgd") is None
 
 

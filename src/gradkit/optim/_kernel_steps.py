@@ -34,8 +34,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.optim.adadelta as torch_adadelta
 import torch.optim.adagrad as torch_adagrad
 import torch.optim.adam as torch_adam
+import torch.optim.adamax as torch_adamax
+import torch.optim.nadam as torch_nadam
+import torch.optim.radam as torch_radam
+import torch.optim.rmsprop as torch_rmsprop
 import torch.optim.sgd as torch_sgd
 from torch import Tensor
 
@@ -90,19 +95,35 @@ def _mode(kernel: str) -> dict[str, bool]:
     return {"fused": kernel == "fused", "foreach": kernel == "foreach"}
 
 
+def _betas(group: dict[str, Any]) -> tuple[float, float] | None:
+    """The group's ``betas`` as two numbers, or None."""
+    betas = group["betas"]
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        return None
+    beta1, beta2 = _number(betas[0]), _number(betas[1])
+    return None if beta1 is None or beta2 is None else (beta1, beta2)
+
+
+def _listed(bucket: Bucket, *keys: str) -> list[list[Tensor]]:
+    """The state arrays under each of ``keys``, one list per key, in the bucket's order."""
+    return [[state[key] for state in bucket.states] for key in keys]
+
+
+def _real(bucket: Bucket) -> bool:
+    """torch's loops view a complex parameter as pairs of reals (``|g|^2`` becomes the
+    squares of the parts); the chain does not, so a complex bucket stays on the chain."""
+    return not any(map(torch.is_complex, bucket.params))
+
+
 def _adam_arrays(bucket: Bucket, keys: tuple[str, ...]) -> dict[str, Any] | None:
     """The arguments of ``torch.optim.adam.adam`` but the parameters and the gradients: the
     state's arrays and the group's ``keys``, betas and ``amsgrad`` as numbers; None when a
     value is not a number or an array is laid out otherwise than its parameter."""
     group = bucket.group
-    numbers = _numbers(group, keys)
-    betas = group["betas"]
-    if numbers is None or not isinstance(betas, (tuple, list)) or len(betas) != 2:
+    numbers, betas, amsgrad = _numbers(group, keys), _betas(group), group["amsgrad"]
+    if numbers is None or betas is None or not isinstance(amsgrad, bool):
         return None
-    beta1, beta2 = _number(betas[0]), _number(betas[1])
-    amsgrad = group["amsgrad"]
-    if beta1 is None or beta2 is None or not isinstance(amsgrad, bool):
-        return None
+    beta1, beta2 = betas
     states = bucket.states
     if amsgrad:
         for state in states:
@@ -329,3 +350,129 @@ def _bounds(value: Any) -> tuple[float, float] | bool | None:
         return False
     low, high = _number(value[0]), _number(value[1])
     return False if low is None or high is None else (low, high)
+
+
+# torch's algorithms without a fused CPU kernel: its single-tensor loop on CPU (its default
+# there, 2-3x faster than the chain and than its own foreach path at 10M parameters, because
+# each tensor's passes run while it is in cache; benchmarks/RESULTS.md), foreach on CUDA. Both
+# compute out of place where they change the gradient (maximize, coupled decay), and neither
+# reads raw memory, so any layout is taken.
+
+
+def _decay_keys(decay: str | None) -> tuple[str, ...]:
+    return ("weight_decay",) if decay else ()
+
+
+def rmsprop_step(bucket: Bucket, decay: str | None, kernel: str, workspaces: Workspaces) -> bool:
+    """torch's RMSprop, plain or centered, with heavy-ball momentum and coupled weight decay.
+
+    torch's momentum has no dampening and no Nesterov form; a group with either stays on the
+    chain. torch adds the first update to a zero buffer, which is exactly the chain's first
+    buffer (the update itself), so a missing buffer is made as zeros.
+    """
+    group = bucket.group
+    with_momentum = not is_off(group["momentum"])
+    keys = ("lr", "alpha", "eps", *_decay_keys(decay))
+    numbers = _numbers(group, keys + (("momentum", "dampening") if with_momentum else ()))
+    centered = group["centered"]
+    if numbers is None or not isinstance(centered, bool) or not _real(bucket):
+        return False
+    if with_momentum and (numbers.pop("dampening") != 0.0 or group["nesterov"]):
+        return False
+    for key, wanted in (("grad_avg", centered), ("momentum_buffer", with_momentum)):
+        if wanted:
+            for param, state in zip(bucket.params, bucket.states, strict=True):
+                if key not in state:
+                    state[key] = torch.zeros_like(param, memory_format=torch.preserve_format)
+    square_avgs, steps = _listed(bucket, "square_avg", "step")
+    torch_rmsprop.rmsprop(
+        bucket.params,
+        bucket.updates,
+        square_avgs,
+        _listed(bucket, "grad_avg")[0] if centered else [],
+        _listed(bucket, "momentum_buffer")[0] if with_momentum else [],
+        steps,
+        foreach=kernel == "foreach",
+        maximize=group["maximize"],
+        centered=centered,
+        **{"weight_decay": 0.0, "momentum": 0.0, **numbers},
+    )
+    return True
+
+
+def adadelta_step(bucket: Bucket, decay: str | None, kernel: str, workspaces: Workspaces) -> bool:
+    """torch's Adadelta, with coupled weight decay."""
+    group = bucket.group
+    numbers = _numbers(group, ("lr", "rho", "eps", *_decay_keys(decay)))
+    if numbers is None or not _real(bucket):
+        return False
+    torch_adadelta.adadelta(
+        bucket.params,
+        bucket.updates,
+        *_listed(bucket, "square_avg", "acc_delta", "step"),
+        foreach=kernel == "foreach",
+        maximize=group["maximize"],
+        **{"weight_decay": 0.0, **numbers},
+    )
+    return True
+
+
+def adamax_step(bucket: Bucket, decay: str | None, kernel: str, workspaces: Workspaces) -> bool:
+    """torch's Adamax, with coupled weight decay."""
+    group = bucket.group
+    numbers, betas = _numbers(group, ("lr", "eps", *_decay_keys(decay))), _betas(group)
+    if numbers is None or betas is None or not _real(bucket):
+        return False
+    torch_adamax.adamax(
+        bucket.params,
+        bucket.updates,
+        *_listed(bucket, "exp_avg", "exp_inf", "step"),
+        foreach=kernel == "foreach",
+        maximize=group["maximize"],
+        beta1=betas[0],
+        beta2=betas[1],
+        **{"weight_decay": 0.0, **numbers},
+    )
+    return True
+
+
+def nadam_step(bucket: Bucket, decay: str | None, kernel: str, workspaces: Workspaces) -> bool:
+    """torch's NAdam, coupled or decoupled weight decay; ``mu_product`` is gradkit's counter,
+    advanced by torch in place."""
+    group = bucket.group
+    numbers = _numbers(group, ("lr", "eps", "momentum_decay", *_decay_keys(decay)))
+    betas = _betas(group)
+    if numbers is None or betas is None or not _real(bucket):
+        return False
+    torch_nadam.nadam(
+        bucket.params,
+        bucket.updates,
+        *_listed(bucket, "exp_avg", "exp_avg_sq", "mu_product", "step"),
+        decoupled_weight_decay=decay == "decoupled",
+        foreach=kernel == "foreach",
+        maximize=group["maximize"],
+        beta1=betas[0],
+        beta2=betas[1],
+        **{"weight_decay": 0.0, **numbers},
+    )
+    return True
+
+
+def radam_step(bucket: Bucket, decay: str | None, kernel: str, workspaces: Workspaces) -> bool:
+    """torch's RAdam, coupled or decoupled weight decay."""
+    group = bucket.group
+    numbers, betas = _numbers(group, ("lr", "eps", *_decay_keys(decay))), _betas(group)
+    if numbers is None or betas is None or not _real(bucket):
+        return False
+    torch_radam.radam(
+        bucket.params,
+        bucket.updates,
+        *_listed(bucket, "exp_avg", "exp_avg_sq", "step"),
+        decoupled_weight_decay=decay == "decoupled",
+        foreach=kernel == "foreach",
+        maximize=group["maximize"],
+        beta1=betas[0],
+        beta2=betas[1],
+        **{"weight_decay": 0.0, **numbers},
+    )
+    return True

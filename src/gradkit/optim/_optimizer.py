@@ -60,11 +60,12 @@ class ChainedOptimizer(torch.optim.Optimizer):
     compiled program sees the steady-state structure.
 
     On the eager path, a param group whose chain is, with this step's settings, exactly
-    torch.optim's Adam/AdamW, SGD or Adagrad is stepped by torch's own kernels (fused on CPU,
-    foreach on CUDA), on gradkit's state, with the chain's numbers up to float rounding; see
-    :mod:`gradkit.optim._torch_kernels`; so is the element-wise part of LAMB and LARS, into a
-    workspace kept between steps. ``torch_kernels=False`` (or setting the attribute)
-    runs the chain everywhere.
+    torch.optim's Adam/AdamW, SGD, Adagrad, RMSprop, Adadelta, Adamax, NAdam or RAdam is
+    stepped by torch's own implementation, by its fastest path (on CPU the fused kernel where
+    torch has one, else its single-tensor loop; on CUDA fused or foreach), on gradkit's state,
+    with the chain's numbers up to float rounding; see :mod:`gradkit.optim._torch_kernels`;
+    so is the element-wise part of LAMB and LARS, into a workspace kept between steps.
+    ``torch_kernels=False`` (or setting the attribute) runs the chain everywhere.
 
     Args:
         params: parameters, or param-group dicts.

@@ -1,14 +1,22 @@
 r"""torch.optim's own kernels for a chain that *is* one of torch's algorithms, or LAMB or LARS.
 
 A gradkit step walks the chain with several multi-tensor passes over the data. Where a param
-group's chain, with the settings the group has at this step, computes exactly torch.optim's
-Adam/AdamW (and AMSGrad), SGD (momentum, dampening, Nesterov) or Adagrad, the eager step hands
-that group to torch's functional implementation (``torch.optim.adam.adam``,
-``torch.optim.sgd.sgd``, ``torch.optim.adagrad.adagrad``): on CPU with ``fused=True``, one
-pass per tensor (7x faster than the chain for Adam at 10M parameters in 255 tensors,
-``benchmarks/RESULTS.md``); on CUDA fused
-for SGD and ``foreach=True`` for Adam and Adagrad (see :func:`kernel_for`; the CUDA paths are
-tested here only through the same functional on CPU tensors). Anything else runs the chain.
+group's chain, with the settings the group has at this step, computes exactly one of
+torch.optim's algorithms, the eager step hands that group to torch's functional
+implementation (``torch.optim.adam.adam``, ``torch.optim.nadam.nadam``, ...) on gradkit's
+state, by the fastest path torch has for it (see :func:`kernel_for`):
+
+- Adam/AdamW (and AMSGrad), SGD (momentum, dampening, Nesterov) and Adagrad: torch's fused
+  CPU kernel, one pass per tensor (7x faster than the chain for Adam at 10M parameters in 255
+  tensors, ``benchmarks/RESULTS.md``); on CUDA fused for SGD and ``foreach=True`` for Adam and
+  Adagrad.
+- RMSprop (plain or centered, heavy-ball momentum), Adadelta, Adamax, NAdam and RAdam, which
+  torch has no fused kernel for: its single-tensor loop on CPU, its default there and 2-3x
+  faster than the chain (and than its own foreach path), because each tensor's passes run
+  while the tensor is in cache; ``foreach=True`` on CUDA.
+
+The CUDA paths are tested here only through the same functionals on CPU tensors. Anything
+else runs the chain.
 
 The chain is recognised by the types of its transformations and the group's values, never by
 the optimizer's class, so a user's own ``chain(add_decayed_weights(), scale_by_adam(),
@@ -22,26 +30,36 @@ one of
     \text{adam}\,\lambda\,\eta \;(\text{AdamW}),\quad
     [\lambda]\,\text{adagrad}\,\eta,\quad [\lambda]\,[\text{trace}]\,\eta \;(\text{SGD}),\quad
     \text{adam}\,[\lambda]\,\rho_\text{LAMB}\,\eta,\quad
-    \rho_\text{LARS}\,\eta\,[\text{trace}]
+    \rho_\text{LARS}\,\eta\,[\text{trace}],
+
+.. math::
+    [\lambda]\,\text{rms}\,[\text{trace}]\,\eta,\quad
+    [\lambda]\,\{\text{adadelta}, \text{adamax}\}\,\eta,\quad
+    [\lambda]\,\{\text{nadam}, \text{radam}\}\,\eta,\quad
+    \{\text{nadam}, \text{radam}\}\,\lambda\,\eta
 
 with :math:`\lambda` = :func:`add_decayed_weights`, :math:`\eta` =
 :func:`scale_by_learning_rate` and :math:`\rho` = :func:`scale_by_trust_ratio` in its LAMB or
 LARS form. LAMB and LARS have no torch kernel: their element-wise part runs as torch's Adam or
 SGD kernel on a workspace kept between steps (:mod:`gradkit.optim._kernel_steps`).
 
-Other conditions: numeric hyperparameters are numbers or one-element CPU tensors; every
-gradient and state array has its parameter's strides (torch's fused CPU kernels walk the raw
-memory: a transposed gradient of a contiguous parameter gave a wrong step); not inside a
-caller's ``torch.compile``.
+Other conditions: numeric hyperparameters are numbers or one-element CPU tensors; for a fused
+kernel, every gradient and state array has its parameter's strides (torch's fused CPU kernels
+walk the raw memory: a transposed gradient of a contiguous parameter gave a wrong step); for
+the single-tensor and foreach loops, real parameters (they view a complex one as pairs of
+reals, which the chain does not) and, for RMSprop's momentum, no dampening and no Nesterov
+(torch's has neither); not inside a caller's ``torch.compile``.
 
-The state is gradkit's (``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``, ``sum``,
-``momentum_buffer``, ``step``; torch's names), passed to torch by reference and updated in
+The state is gradkit's (``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``, ``exp_inf``,
+``mu_product``, ``sum``, ``square_avg``, ``grad_avg``, ``acc_delta``, ``momentum_buffer``,
+``step``; torch's names), passed to torch by reference and updated in
 place: the state the chain and the ``fused=True`` path keep, so ``state_dict``, resuming,
 switching the dispatch on and off mid-run and param schedulers see one state. ``p.grad`` is not
 modified: torch's fused and foreach paths negate (``maximize``) and decay into copies. The
 numbers are those of the chain up to float rounding (float64: relative 1e-15 over 100 steps; in
 bfloat16/float16 torch's fused kernels compute in float32 and round once, the chain rounds
-after each pass).
+after each pass; the single-tensor loop equals ``torch.optim.X()``'s CPU default bit for
+bit).
 """
 
 from __future__ import annotations
@@ -51,12 +69,23 @@ from typing import Any
 
 import torch
 
-from gradkit.optim._adam import ScaleByAdam
-from gradkit.optim._adaptive import ScaleByAdagrad
+from gradkit.optim._adam import ScaleByAdam, ScaleByAdamax, ScaleByNadam, ScaleByRadam
+from gradkit.optim._adaptive import ScaleByAdadelta, ScaleByAdagrad, ScaleByRms
 from gradkit.optim._basic import AddDecayedWeights, ScaleByLearningRate, Trace
 from gradkit.optim._clipping import ClipByAgc, ClipByGlobalNorm
 from gradkit.optim._core import Bucket, Chain, Conditional, GradientTransformation, is_off
-from gradkit.optim._kernel_steps import adagrad_step, adam_step, lamb_step, lars_step, sgd_step
+from gradkit.optim._kernel_steps import (
+    adadelta_step,
+    adagrad_step,
+    adam_step,
+    adamax_step,
+    lamb_step,
+    lars_step,
+    nadam_step,
+    radam_step,
+    rmsprop_step,
+    sgd_step,
+)
 from gradkit.optim._layerwise import ScaleByTrustRatio
 from gradkit.optim._workspaces import Workspaces
 
@@ -72,6 +101,11 @@ _OFF_WHEN = {
 _KNOWN = (
     ScaleByAdam,
     ScaleByAdagrad,
+    ScaleByRms,
+    ScaleByAdadelta,
+    ScaleByAdamax,
+    ScaleByNadam,
+    ScaleByRadam,
     ScaleByLearningRate,
     AddDecayedWeights,
     Trace,
@@ -83,6 +117,9 @@ _LAMB_RATIO, _LARS_RATIO = "trust_ratio_lamb", "trust_ratio_lars"
 # The active transformations, by type, of each algorithm torch has a kernel for, and where
 # the weight decay sits.
 _ADAM, _ADAGRAD, _SGD, _LAMB, _LARS = "adam", "adagrad", "sgd", "lamb", "lars"
+_RMSPROP, _ADADELTA, _ADAMAX, _NADAM, _RADAM = "rmsprop", "adadelta", "adamax", "nadam", "radam"
+# The algorithms torch has a fused CPU kernel for (LAMB and LARS run torch's Adam and SGD).
+_FUSED_ON_CPU = (_ADAM, _ADAGRAD, _SGD, _LAMB, _LARS)
 _PATTERNS: dict[tuple[type | str, ...], tuple[str, str | None]] = {
     (ScaleByAdam, ScaleByLearningRate): (_ADAM, None),
     (AddDecayedWeights, ScaleByAdam, ScaleByLearningRate): (_ADAM, "coupled"),
@@ -97,6 +134,20 @@ _PATTERNS: dict[tuple[type | str, ...], tuple[str, str | None]] = {
     (ScaleByAdam, AddDecayedWeights, _LAMB_RATIO, ScaleByLearningRate): (_LAMB, "decoupled"),
     (_LARS_RATIO, ScaleByLearningRate): (_LARS, None),
     (_LARS_RATIO, ScaleByLearningRate, Trace): (_LARS, None),
+    (ScaleByRms, ScaleByLearningRate): (_RMSPROP, None),
+    (AddDecayedWeights, ScaleByRms, ScaleByLearningRate): (_RMSPROP, "coupled"),
+    (ScaleByRms, Trace, ScaleByLearningRate): (_RMSPROP, None),
+    (AddDecayedWeights, ScaleByRms, Trace, ScaleByLearningRate): (_RMSPROP, "coupled"),
+    (ScaleByAdadelta, ScaleByLearningRate): (_ADADELTA, None),
+    (AddDecayedWeights, ScaleByAdadelta, ScaleByLearningRate): (_ADADELTA, "coupled"),
+    (ScaleByAdamax, ScaleByLearningRate): (_ADAMAX, None),
+    (AddDecayedWeights, ScaleByAdamax, ScaleByLearningRate): (_ADAMAX, "coupled"),
+    (ScaleByNadam, ScaleByLearningRate): (_NADAM, None),
+    (AddDecayedWeights, ScaleByNadam, ScaleByLearningRate): (_NADAM, "coupled"),
+    (ScaleByNadam, AddDecayedWeights, ScaleByLearningRate): (_NADAM, "decoupled"),
+    (ScaleByRadam, ScaleByLearningRate): (_RADAM, None),
+    (AddDecayedWeights, ScaleByRadam, ScaleByLearningRate): (_RADAM, "coupled"),
+    (ScaleByRadam, AddDecayedWeights, ScaleByLearningRate): (_RADAM, "decoupled"),
 }
 
 
@@ -124,14 +175,17 @@ def active_transformations(
 
 
 def kernel_for(device: torch.device, algorithm: str) -> str | None:
-    """torch's path for ``algorithm`` on ``device``: "fused", "foreach" or None (the chain).
+    """torch's path for ``algorithm`` on ``device``: "fused", "foreach", "single" (torch's
+    single-tensor loop) or None (the chain).
 
-    CPU: fused. CUDA: fused for SGD and LARS (torch's SGD), which keep no counter; foreach for
-    Adam and LAMB (torch's Adam), whose fused CUDA kernel wants its ``step`` counters on the
-    device (gradkit's are on the CPU), and for Adagrad, which has no fused CUDA kernel.
+    CPU: fused where torch has a fused CPU kernel (Adam, Adagrad, SGD; LAMB and LARS through
+    Adam's and SGD's), else the single-tensor loop, torch's CPU default and its fastest path
+    there. CUDA: fused for SGD and LARS (torch's SGD), which keep no counter; foreach for the
+    others: Adam and LAMB (torch's Adam), whose fused CUDA kernel wants its ``step`` counters on
+    the device (gradkit's are on the CPU), and the algorithms without a fused CUDA kernel.
     """
     if device.type == "cpu":
-        return "fused"
+        return "fused" if algorithm in _FUSED_ON_CPU else "single"
     if device.type == "cuda":
         return "fused" if algorithm in (_SGD, _LARS) else "foreach"
     return None
@@ -143,6 +197,11 @@ _RUNNERS: dict[str, Callable[[Bucket, str | None, str, Workspaces], bool]] = {
     _SGD: sgd_step,
     _LAMB: lamb_step,
     _LARS: lars_step,
+    _RMSPROP: rmsprop_step,
+    _ADADELTA: adadelta_step,
+    _ADAMAX: adamax_step,
+    _NADAM: nadam_step,
+    _RADAM: radam_step,
 }
 
 
@@ -156,9 +215,10 @@ def _kind(transformation: GradientTransformation) -> type | str:
 def recognise(
     transformation: GradientTransformation, group: dict[str, Any]
 ) -> tuple[str, str | None] | None:
-    """torch's algorithm that ``transformation`` computes on ``group`` this step ("adam",
-    "adagrad" or "sgd") and where its weight decay sits ("coupled", "decoupled" or None for
-    none), or None when it is not one of them."""
+    """torch's algorithm (or LAMB, LARS) that ``transformation`` computes on ``group`` this
+    step ("adam", "sgd", "rmsprop", ...: the keys of ``_RUNNERS``) and where its weight
+    decay sits ("coupled", "decoupled" or None for none), or None when it is not one of
+    them."""
     active = active_transformations(transformation, group)
     if active is None:
         return None
