@@ -770,3 +770,17 @@ def test_clip_by_global_norm_rejects_groups_that_disagree():
         opt.step()
     assert flat(weight) == W0 and flat(bias) == B0
     assert len(opt.state) == 0
+
+
+def test_nesterov_edited_into_a_group_without_momentum_fails_at_the_step():
+    """A group's relations are checked before every step, as its keys' ranges are at
+    construction: Nesterov momentum with momentum 0 would be plain SGD, silently."""
+    weight, bias = param(W0, (2, 2)), param(B0, (2,))
+    opt = SGD([{"params": [weight]}, {"params": [bias], "momentum": 0.0}], lr=0.1, momentum=0.9)
+    opt.param_groups[1]["nesterov"] = True
+    weight.grad = torch.ones(2, 2, dtype=F64)
+    bias.grad = torch.ones(2, dtype=F64)
+    with pytest.raises(ValueError, match=r"SGD: invalid nesterov=True in param group 1 with "):
+        opt.step()
+    assert flat(weight) == W0 and flat(bias) == B0
+    assert len(opt.state) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -90,13 +91,14 @@ class Trace(GradientTransformation):
             ]
         )
 
-    def validate(self, group: dict[str, Any], owner: str, index: int) -> None:
-        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
-            raise ValueError(
-                f"{owner}: invalid nesterov=True in param group {index} with "
-                f"momentum={group['momentum']!r} and dampening={group['dampening']!r}; "
-                f"Nesterov momentum requires momentum > 0 and dampening = 0"
-            )
+    def validate(self, groups: Mapping[int, dict[str, Any]], owner: str) -> None:
+        for index, group in groups.items():
+            if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+                raise ValueError(
+                    f"{owner}: invalid nesterov=True in param group {index} with "
+                    f"momentum={group['momentum']!r} and dampening={group['dampening']!r}; "
+                    f"Nesterov momentum requires momentum > 0 and dampening = 0"
+                )
 
     def apply(self, bucket: Bucket) -> None:
         if bucket.is_off("momentum"):
@@ -109,10 +111,10 @@ class Trace(GradientTransformation):
             taken = set(fresh)
             old = [i for i in range(len(bucket.states)) if i not in taken]
             buffers = [bucket.states[i]["momentum_buffer"] for i in old]
-            if self._heavy_ball_in_updates(bucket):
+            if not bucket.group["nesterov"] and bucket.is_off("dampening"):
                 # b = mu b + u as u += mu b, then b = u: two passes where scaling b, adding u
-                # and copying b into u take three (the same value up to rounding). A fresh
-                # buffer already equals its update.
+                # and copying b into u take three (the same sum, u + mu b). A fresh buffer
+                # already equals its update.
                 updates = [bucket.updates[i] for i in old]
                 add_scaled_(updates, buffers, momentum)
                 torch._foreach_copy_(buffers, updates)
@@ -125,17 +127,6 @@ class Trace(GradientTransformation):
         else:
             # Copy, never alias: later transformations rewrite the updates in place.
             torch._foreach_copy_(bucket.updates, buffers)
-
-    @staticmethod
-    def _heavy_ball_in_updates(bucket: Bucket) -> bool:
-        """Plain momentum without dampening on the eager path (the compiled step fuses the
-        three passes anyway and keeps its graph)."""
-        return (
-            bucket.hypers is None
-            and not bucket.group["nesterov"]
-            and bucket.is_off("dampening")
-            and not torch.compiler.is_compiling()
-        )
 
 
 def trace(momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False) -> Trace:

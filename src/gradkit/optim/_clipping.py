@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from gradkit.optim._core import Bucket, GradientTransformation, is_off
+from gradkit.optim._foreach import norms
 from gradkit.optim._hyper import Hyper, non_negative, optional_non_negative
-from gradkit.optim._layerwise import norms
 
 
 def unitwise_norm(tensor: Tensor) -> Tensor:
@@ -117,8 +117,10 @@ class ClipByGlobalNorm(GradientTransformation):
     def __init__(self, max_grad_norm: float | None = 1.0) -> None:
         super().__init__([Hyper("max_grad_norm", max_grad_norm, optional_non_negative)])
 
-    def validate_groups(self, groups: Sequence[dict[str, Any]], owner: str) -> None:
-        limits = {float(g["max_grad_norm"]) for g in groups if not is_off(g["max_grad_norm"])}
+    def validate(self, groups: Mapping[int, dict[str, Any]], owner: str) -> None:
+        limits = {
+            float(g["max_grad_norm"]) for g in groups.values() if not is_off(g["max_grad_norm"])
+        }
         if len(limits) > 1:
             raise ValueError(
                 f"{owner}: max_grad_norm differs between param groups "
@@ -129,7 +131,7 @@ class ClipByGlobalNorm(GradientTransformation):
         chosen = [b for b in buckets if not b.is_off("max_grad_norm")]
         if not chosen:
             return
-        # The optimizer checked that the groups agree (validate_groups) before the step.
+        # The optimizer checked that the groups agree (validate) before the step.
         limit = chosen[0].value("max_grad_norm")
         all_norms = [norm.double() for b in chosen for norm in norms(b.updates)]
         if not all_norms:

@@ -13,7 +13,7 @@ Every hyperparameter is read from the bucket's param group at each step, never c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,33 +40,15 @@ class Bucket:
         updates: the running update of each parameter; starts as (a copy of) the gradient and
             ends as the quantity added to the parameter.
         states: the per-parameter state dicts (``optimizer.state[p]``).
-        steps: on the eager path, the step count of each parameter, already incremented for
-            this step (1 on the first step), as Python floats like torch.optim's
-            ``_get_value(state["step"])``; empty on the fused path, where :meth:`per_step`
-            reads ``counts`` (the counters are not inputs of the compiled program).
-        hypers: on the fused path, the numeric hyperparameters as 0-d tensors (so a compiled
-            step never specializes on their values); ``None`` on the eager path.
-        off: on the fused path, the keys whose value is ``None`` or 0, decided outside the
-            compiled region (they choose which code runs, not what it computes).
-        scalars: on the fused path, each transformation's per-step numbers
-            (:meth:`GradientTransformation.scalars`), computed before the element-wise
-            program; empty on the eager path.
-        counts: on the fused path, this step's counts as one float64 numpy array; ``None`` on
-            the eager path.
-        counters: on the fused path, the 0-d counters of the state (``step`` and each key of
-            :func:`counter_keys`) as one numpy array per key, whose
-            elements *are* the parameters' entries (``state[key]`` is a view of the same
-            memory): one in-place operation on the array updates every parameter's counter.
-            Empty on the eager path.
-        numbers: on the fused path, while the scalars are computed, the numeric
-            hyperparameters as Python floats (what :meth:`value` returns then); ``None``
-            otherwise.
-        workspaces: on the fused path, one parameter-shaped buffer per parameter, kept between
-            steps, for transformations that must hold the whole update in memory
-            (:meth:`GradientTransformation.wants_workspace`); None otherwise.
+        steps: the step count of each parameter, already incremented for this step (1 on the
+            first step), as Python floats like torch.optim's ``_get_value(state["step"])``
+            (0-d float64 tensors when the caller traces the step with ``torch.compile``).
 
-    Transformations read numbers with :meth:`value` and ask :meth:`is_off` before skipping
-    work; booleans (``nesterov``, ``amsgrad``) are read from ``group`` directly.
+    Rules read numbers with :meth:`value`, ask :meth:`is_off` before skipping work, and get
+    per-step numbers from :meth:`per_step`; booleans (``nesterov``, ``amsgrad``) are read from
+    ``group`` directly. Those methods are the whole contract: the fused backend hands rules a
+    subclass that answers them with tensors and arrays
+    (:class:`gradkit.optim.fused._bucket.FusedBucket`), so a rule never asks which path it is on.
     """
 
     group: dict[str, Any]
@@ -75,39 +57,22 @@ class Bucket:
     updates: list[Tensor]
     states: list[dict[str, Any]]
     steps: list[Any] = field(default_factory=list)
-    hypers: dict[str, Any] | None = None
-    off: frozenset[str] = frozenset()
-    scalars: dict[str, dict[str, Any]] = field(default_factory=dict)
-    counts: np.ndarray | None = None
-    counters: dict[str, np.ndarray] = field(default_factory=dict)
-    numbers: dict[str, Any] | None = None
-    workspaces: list[Tensor] | None = None
 
     def value(self, key: str) -> Any:
-        """A numeric hyperparameter: the group's number (eager, and the fused path's scalars)
-        or a 0-d tensor (the fused path's compiled program)."""
-        if self.numbers is not None:
-            return self.numbers[key]
-        return self.group[key] if self.hypers is None else self.hypers[key]
+        """A numeric hyperparameter (the group's number here; a 0-d tensor inside the fused
+        backend's compiled program)."""
+        return self.group[key]
 
     def per_step(self, function: Callable[[Any], Any]) -> Any:
-        """``function`` of each parameter's step count.
+        """``function`` of each parameter's step count, one per parameter.
 
-        Eager: a list of Python floats, ``[function(t) for t in steps]``, the arithmetic
-        torch.optim does. Fused: ``function`` applied once to the counts as one float64 numpy
-        array (float64 whatever the counters' dtype, as torch's Python-float arithmetic), with
-        :meth:`value` giving Python floats: a bias correction of 68 parameters is one numpy
-        operation, not 68, and no tensor operation at all. A tensor operation costs 20-50 us
-        when the step's arrays have just pushed the dispatcher out of the caches, as they
-        have at every step of a large model; numpy's few microseconds. Index either result
-        per parameter, or pass it through :func:`unstack` (the fused path turns arrays into
-        tensors before the compiled program).
+        Here a list, ``[function(t) for t in steps]``, the arithmetic torch.optim does. The
+        fused backend applies ``function`` once to the counts as one float64 numpy array,
+        with :meth:`value` giving Python floats: a bias correction of 68 parameters is one
+        numpy operation there, not 68. Write ``function`` for both (numbers and arrays), index
+        the result per parameter or pass it through :func:`unstack`.
         """
-        if self.hypers is None:
-            return [function(step) for step in self.steps]
-        if self.counts is None:
-            raise RuntimeError("Bucket.per_step: the fused path must set bucket.counts first")
-        return function(self.counts)
+        return [function(step) for step in self.steps]
 
     def per_step_reciprocal(self, function: Callable[[Any], Any]) -> Any:
         """``1 / function(t)`` for each parameter's step count (:meth:`per_step`): a scalar
@@ -124,30 +89,19 @@ class Bucket:
     def advance_counters(self, key: str, factors: Any) -> Any:
         """Multiply each parameter's 0-d state counter ``key`` by its factor, in the
         counter's dtype (as torch.optim's ``mu_product *= mu``), and return the products as
-        float64 (as torch's ``float(mu_product)``), one per parameter: a list or an array,
-        as :meth:`per_step` gives.
-
-        One rule for both paths: eager, the state tensors are multiplied one by one; fused,
-        ``counters[key]`` is an array whose elements are the state's counters, multiplied in
-        one numpy operation.
-        """
-        if self.hypers is None:
-            products = []
-            for state, factor in zip(self.states, factors, strict=True):
-                counter = state[key]
-                counter *= factor
-                products.append(float(counter))
-            return products
-        counters = self.counters[key]
-        counters *= factors.astype(counters.dtype)
-        return counters.astype(np.float64)
+        float64 (as torch's ``float(mu_product)``), one per parameter, in the form
+        :meth:`per_step` gives (the fused backend multiplies all of them in one operation)."""
+        products = []
+        for state, factor in zip(self.states, factors, strict=True):
+            counter = state[key]
+            counter *= factor
+            products.append(float(counter))
+        return products
 
     def step_scalars(self, transformation: GradientTransformation) -> dict[str, Any]:
-        """``transformation``'s :meth:`~GradientTransformation.scalars` of this step: those
-        the fused path computed before its compiled program (in ``scalars``), or computed now."""
-        values = self.scalars.get(transformation.name)
-        if values is None:
-            values = transformation.scalars(self)
+        """``transformation``'s :meth:`~GradientTransformation.scalars` of this step (the
+        fused backend computes them before its compiled program and hands those)."""
+        values = transformation.scalars(self)
         if values is None:
             raise RuntimeError(
                 f"{transformation.name}: apply reads step scalars but scalars() is None"
@@ -156,9 +110,7 @@ class Bucket:
 
     def is_off(self, key: str) -> bool:
         """Whether ``key`` is ``None`` or 0 in this group (a structural, not a numeric, fact)."""
-        if self.hypers is None:
-            return is_off(self.group[key])
-        return key in self.off
+        return is_off(self.group[key])
 
 
 def elementwise(function: Callable[..., Any], *values: Any) -> Any:
@@ -242,11 +194,15 @@ class GradientTransformation:
         (:func:`counter_keys` finds them).
         """
 
-    def validate(self, group: dict[str, Any], owner: str, index: int) -> None:
-        """Check relations between keys of a new param group; raise ``ValueError`` if broken."""
+    def validate(self, groups: Mapping[int, dict[str, Any]], owner: str) -> None:
+        """Check relations between the keys of a group, or between groups; raise
+        ``ValueError`` naming the group, the keys and their values if one is broken.
 
-    def validate_groups(self, groups: Sequence[dict[str, Any]], owner: str) -> None:
-        """Check relations between param groups (before any state changes); raise if broken."""
+        ``groups``: the param groups this transformation runs on, by their index in
+        ``optimizer.param_groups``. Called when a group is added and before every step (a
+        group may have been edited since), before any state changes. Each key's own range is
+        checked already (:class:`~gradkit.optim._hyper.Hyper`).
+        """
 
     def apply(self, bucket: Bucket) -> None:
         """Rewrite ``bucket.updates`` in place."""
@@ -269,20 +225,9 @@ class GradientTransformation:
         ``beta ** step`` inside the compiled program is recomputed once per vector of every
         parameter (a libm ``pow`` that the C++ compiler may not hoist), which made fused Adam
         2x slower than torch's fused kernel. May update 0-d counters in the state (NAdam's
-        ``mu_product``, through ``bucket.counters`` on the fused path): it runs once per step.
+        ``mu_product``, with :meth:`Bucket.advance_counters`): it runs once per step.
         """
         return None
-
-    def wants_workspace(self) -> bool:
-        """Whether a compiled step should hand this transformation ``bucket.workspaces``.
-
-        LAMB needs every update's norm before it can scale any update, so the update is held
-        in memory between two passes. Inside a compiled step, a buffer that inductor allocates
-        anew each step is returned to the system and faulted in again at every step (10k page
-        faults for 40 MB, which made fused LAMB take twice its memory traffic); a workspace
-        kept between steps is not.
-        """
-        return False
 
     def __repr__(self) -> str:
         settings = ", ".join(f"{key}={hyper.default!r}" for key, hyper in self.hypers.items())
@@ -318,20 +263,13 @@ class Chain(GradientTransformation):
         for transformation in self.transformations:
             transformation.init_state(param, state, group)
 
-    def validate(self, group: dict[str, Any], owner: str, index: int) -> None:
+    def validate(self, groups: Mapping[int, dict[str, Any]], owner: str) -> None:
         for transformation in self.transformations:
-            transformation.validate(group, owner, index)
-
-    def validate_groups(self, groups: Sequence[dict[str, Any]], owner: str) -> None:
-        for transformation in self.transformations:
-            transformation.validate_groups(groups, owner)
+            transformation.validate(groups, owner)
 
     def update(self, buckets: Sequence[Bucket]) -> None:
         for transformation in self.transformations:
             transformation.update(buckets)
-
-    def wants_workspace(self) -> bool:
-        return any(t.wants_workspace() for t in self.transformations)
 
     def __repr__(self) -> str:
         return "chain(" + ", ".join(repr(t) for t in self.transformations) + ")"
@@ -371,12 +309,10 @@ class Conditional(GradientTransformation):
     def init_state(self, param: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
         self.inner.init_state(param, state, group)
 
-    def validate(self, group: dict[str, Any], owner: str, index: int) -> None:
-        self.inner.validate(group, owner, index)
-
-    def validate_groups(self, groups: Sequence[dict[str, Any]], owner: str) -> None:
-        chosen = [g for g in groups if bool(g.get(self.key, False)) is self.value]
-        self.inner.validate_groups(chosen, owner)
+    def validate(self, groups: Mapping[int, dict[str, Any]], owner: str) -> None:
+        chosen = {i: g for i, g in groups.items() if bool(g.get(self.key, False)) is self.value}
+        if chosen:
+            self.inner.validate(chosen, owner)
 
     def _chosen(self, buckets: Sequence[Bucket]) -> list[Bucket]:
         return [b for b in buckets if bool(b.group.get(self.key, False)) is self.value]
@@ -385,9 +321,6 @@ class Conditional(GradientTransformation):
         chosen = self._chosen(buckets)
         if chosen:
             self.inner.update(chosen)
-
-    def wants_workspace(self) -> bool:
-        return self.inner.wants_workspace()
 
     def __repr__(self) -> str:
         return f"{'when' if self.value else 'unless'}({self.key!r}, {self.inner!r})"

@@ -102,3 +102,27 @@ def add_scalar_(targets: list[Tensor], value: Scalar) -> None:
         torch._foreach_add_(targets, [value] * len(targets))
     else:
         torch._foreach_add_(targets, value)
+
+
+def accumulation_dtype(tensors: list[Tensor]) -> torch.dtype:
+    """The dtype norms of ``tensors`` are accumulated in: theirs, and at least float32."""
+    dtype = tensors[0].dtype if tensors else torch.float32
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def norms(tensors: list[Tensor]) -> list[Tensor]:
+    """The L2 norm of each tensor as a 0-d tensor, accumulated in at least float32.
+
+    ``torch._foreach_norm``, one multi-tensor call; inside a traced program (the fused step, or
+    a caller's ``torch.compile``), one ``vector_norm`` per tensor instead: a reduction inductor
+    can fuse into the loop that produces the tensor (LAMB's update: its norm is accumulated
+    while it is written), where ``_foreach_norm`` is an opaque library call that would read the
+    tensor back. The same norms, written as the compiler needs them, as the other helpers here
+    spell their arithmetic for tensor scalars.
+    """
+    if not tensors:
+        return []
+    dtype = accumulation_dtype(tensors)
+    if torch.compiler.is_compiling():
+        return [torch.linalg.vector_norm(tensor, dtype=dtype) for tensor in tensors]
+    return list(torch._foreach_norm(tensors, 2, dtype=dtype))

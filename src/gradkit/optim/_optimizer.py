@@ -155,8 +155,7 @@ class ChainedOptimizer(torch.optim.Optimizer):
         try:
             index = len(self.param_groups) - 1
             validate_group(type(self).__name__, group, self._hypers, index)
-            self._transformation.validate(group, type(self).__name__, index)
-            self._transformation.validate_groups(self.param_groups, type(self).__name__)
+            self._transformation.validate(dict(enumerate(self.param_groups)), type(self).__name__)
             for index, param in enumerate(group["params"]):
                 if param.is_complex():
                     raise TypeError(
@@ -217,7 +216,7 @@ class ChainedOptimizer(torch.optim.Optimizer):
                 loss = closure()
         # Cross-group settings may have been edited since construction; check before any
         # state changes, so that a failed step leaves no trace.
-        self._transformation.validate_groups(self.param_groups, type(self).__name__)
+        self._transformation.validate(dict(enumerate(self.param_groups)), type(self).__name__)
         if self._fused is not None and self._fused.try_step(self):
             return loss
         buckets, _ = self._buckets()

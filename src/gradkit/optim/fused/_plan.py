@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import Tensor
 
-from gradkit.optim._core import Bucket
+from gradkit.optim.fused._bucket import FusedBucket
 
 _grad = operator.attrgetter("grad")
 _is_sparse = operator.attrgetter("is_sparse")
@@ -35,7 +35,10 @@ class StepPlan:
     """
 
     def __init__(
-        self, groups: Sequence[dict[str, Any]], state: Mapping[Tensor, Any], buckets: list[Bucket]
+        self,
+        groups: Sequence[dict[str, Any]],
+        state: Mapping[Tensor, Any],
+        buckets: list[FusedBucket],
     ) -> None:
         self.groups = list(groups)
         self.group_params = [list(group["params"]) for group in groups]

@@ -56,6 +56,7 @@ from torch import Tensor
 
 from gradkit.optim._core import Bucket, GradientTransformation, counter_keys, is_off, leaves
 from gradkit.optim._workspaces import Workspaces
+from gradkit.optim.fused._bucket import FusedBucket
 from gradkit.optim.fused._direct import (
     DirectCall,
     gather_inputs,
@@ -70,9 +71,10 @@ from gradkit.optim.fused._torch_private import (
     known_inductor_options,
     step_choices,
 )
+from gradkit.optim.fused._trust_ratio import LOWERINGS, needs_workspace
 
 
-def _precompute(transformation: GradientTransformation, buckets: Sequence[Bucket]) -> None:
+def _precompute(transformation: GradientTransformation, buckets: Sequence[FusedBucket]) -> None:
     """Every transformation's per-step scalars, eagerly, before the compiled program.
 
     A few numpy operations per bucket on ``bucket.counts`` (the step counts as one array), with
@@ -91,14 +93,24 @@ def _precompute(transformation: GradientTransformation, buckets: Sequence[Bucket
         bucket.numbers = None  # from here on, bucket.value gives the tensors
 
 
-def _run_chain(transformation: GradientTransformation, buckets: Sequence[Bucket]) -> None:
-    """The element-wise program: copy the gradient, transform, apply."""
+def _run_chain(transformation: GradientTransformation, buckets: Sequence[FusedBucket]) -> None:
+    """The element-wise program: copy the gradient, transform, apply.
+
+    Each part of the chain runs its own rule, or where the backend has one, its lowering
+    (:data:`~gradkit.optim.fused._trust_ratio.LOWERINGS`): the same values in a form that
+    inductor fuses.
+    """
     for bucket in buckets:
         if bucket.group["maximize"]:
             bucket.updates = torch._foreach_neg(bucket.updates)
         else:
             bucket.updates = [grad.clone() for grad in bucket.updates]
-    transformation.update(buckets)
+    for leaf, chosen in leaves(transformation, buckets):
+        lowering = LOWERINGS.get(type(leaf))
+        if lowering is None:
+            leaf.update(chosen)
+        else:
+            lowering(leaf, chosen)
     for bucket in buckets:
         torch._foreach_add_(bucket.params, bucket.updates)
         # Let no intermediate escape the graph: an update list left on the bucket would be a
@@ -235,7 +247,7 @@ class FusedStep:
         self._log = CallLog()
         self._compiled = compiled_copy(_run_chain, self._log)
         self._tensors: dict[tuple[int, str], _Holder] = {}
-        self._wants_workspace = transformation.wants_workspace()
+        self._wants_workspace = needs_workspace(transformation)
         self._workspaces = Workspaces()
         self._counter_keys: tuple[str, ...] = ("step",)  # and the chain's own (plan_for)
         self._counters: dict[tuple[int, torch.device, torch.dtype, str], _Counters] = {}
@@ -272,7 +284,7 @@ class FusedStep:
             holder.value = number
         return holder.tensor
 
-    def _gather(self, bucket: Bucket, key: str) -> np.ndarray:
+    def _gather(self, bucket: FusedBucket, key: str) -> np.ndarray:
         """The bucket's counters ``state[key]`` as one array whose elements they are.
 
         A 0-d tensor per parameter costs a dispatch per parameter for every operation on it
@@ -299,7 +311,7 @@ class FusedStep:
         return known.array
 
     def _hyperparameters(
-        self, bucket: Bucket, hypers: Sequence[str]
+        self, bucket: FusedBucket, hypers: Sequence[str]
     ) -> tuple[dict[str, Any], dict[str, Any], frozenset[str]]:
         """The bucket's hyperparameters as tensors and as floats, and its off-keys.
 
@@ -330,7 +342,7 @@ class FusedStep:
             self._prepared.pop(bucket.group_index, None)
         return made
 
-    def prepare(self, buckets: Sequence[Bucket], hypers: Sequence[str]) -> None:
+    def prepare(self, buckets: Sequence[FusedBucket], hypers: Sequence[str]) -> None:
         """Give each bucket its hyperparameters (as tensors for the compiled program, as
         floats for the scalars), its off-keys, its counters and workspaces; count the step."""
         for bucket in buckets:
@@ -346,7 +358,8 @@ class FusedStep:
     def plan_for(
         self, groups: Sequence[dict[str, Any]], state: Any, buckets: list[Bucket]
     ) -> StepPlan:
-        """The plan of freshly built buckets, their parameters put smallest first.
+        """The plan of freshly built buckets (made :class:`FusedBucket`), their parameters put
+        smallest first.
 
         Inductor opens one OpenMP parallel region at the first loop large enough to split
         between threads; every smaller loop after it runs as ``omp single``, followed by a
@@ -354,13 +367,20 @@ class FusedStep:
         (64 per step in the benchmark's layout); in front of them they run before the region
         opens, with none.
         """
+        fused = []
         for bucket in buckets:
             order = sorted(range(len(bucket.params)), key=lambda i: bucket.params[i].numel())
-            bucket.params = [bucket.params[i] for i in order]
-            bucket.updates = [bucket.updates[i] for i in order]
-            bucket.states = [bucket.states[i] for i in order]
+            fused.append(
+                FusedBucket(
+                    bucket.group,
+                    bucket.group_index,
+                    [bucket.params[i] for i in order],
+                    [bucket.updates[i] for i in order],
+                    [bucket.states[i] for i in order],
+                )
+            )
         self._counter_keys = ("step", *counter_keys(self.transformation, groups))
-        self.plan = StepPlan(groups, state, buckets)
+        self.plan = StepPlan(groups, state, fused)
         return self.plan
 
     def step(self, plan: StepPlan, hypers: Sequence[str]) -> None:
