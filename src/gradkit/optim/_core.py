@@ -9,6 +9,16 @@ global-norm clipping) is one pass.
 
 Every hyperparameter is read from the bucket's param group at each step, never cached, so
 ``torch.optim.lr_scheduler`` and gradkit's schedules of lr, momentum or betas take effect.
+
+A rule (a :class:`GradientTransformation` subclass) is at most five methods, of which it writes
+the ones it needs: ``init_state`` (its per-parameter buffers and counters), ``apply`` (the
+update of one bucket, with multi-tensor ops; or ``update``, over every bucket at once),
+``scalars`` (the per-step numbers computed from step counts, optional) and ``validate``
+(relations between keys, optional). The same rule runs on every path: eagerly, traced by the
+fused backend (:mod:`gradkit.optim.fused`, which hands it a bucket that answers the same
+questions with tensors, and may trace a lowering of its own in place of a rule, as it does for
+the trust ratio), and under a caller's ``torch.compile``. Lion (``_sign.py``) is a complete
+example in 54 lines.
 """
 
 from __future__ import annotations
