@@ -772,6 +772,31 @@ def test_lamb_keeps_its_workspace_between_steps(calls: Calls) -> None:
     assert not copy.deepcopy(opt)._workspaces._lists
 
 
+@pytest.mark.parametrize("name", ["SGD", "LARS"])
+def test_sgds_step_counters_advance_as_one_vector_and_survive_a_reload(
+    calls: Calls, name: str
+) -> None:
+    """torch's SGD keeps no counter; the default path advances gradkit's as views of one
+    vector. Every counter still counts, and one loaded from a state dict is taken up."""
+    model = make_model()
+    params = list(model.parameters())
+    opt = getattr(gk, name)(model.parameters(), lr=1e-2, momentum=0.9)
+    train(opt, model, 3)
+    assert calls.fused() > 0
+    steps = [opt.state[p]["step"] for p in params]
+    assert [float(s) for s in steps] == [3.0] * len(params)
+    storages = {s.untyped_storage().data_ptr() for s in steps}
+    assert len(storages) == 1
+    saved = copy.deepcopy(opt.state_dict())
+    train(opt, model, 2, start=3)
+    assert [float(opt.state[p]["step"]) for p in params] == [5.0] * len(params)
+    opt.load_state_dict(saved)
+    train(opt, model, 1, start=5)
+    assert [float(opt.state[p]["step"]) for p in params] == [4.0] * len(params)
+    # The saved state was not advanced through a view it shares with the optimizer.
+    assert [float(entry["step"]) for entry in saved["state"].values()] == [3.0] * len(params)
+
+
 def test_foreach_path_for_cuda_lamb_and_lars_equal_the_chain(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -11,7 +11,7 @@ from torch import Tensor
 from gradkit.optim._core import Bucket, GradientTransformation, counter_keys, scalar_dtype
 from gradkit.optim._hyper import Hyper, boolean, validate_group
 from gradkit.optim._torch_kernels import run_torch_kernels
-from gradkit.optim._workspaces import Workspaces
+from gradkit.optim._workspaces import CounterVectors, Kept, Workspaces
 
 if TYPE_CHECKING:
     from gradkit.optim.fused import FusedBackend
@@ -109,6 +109,7 @@ class ChainedOptimizer(torch.optim.Optimizer):
         self._hyper_keys = tuple(hypers)
         self._fused = _fused_backend(transformation, self._hyper_keys) if fused else None
         self._workspaces = Workspaces()
+        self._counters = CounterVectors()
         merged = {key: hyper.default for key, hyper in hypers.items()}
         merged.update(defaults)
         if isinstance(params, Tensor):
@@ -221,7 +222,9 @@ class ChainedOptimizer(torch.optim.Optimizer):
             return loss
         buckets, _ = self._buckets()
         if self._torch_kernels:
-            buckets = run_torch_kernels(self._transformation, buckets, self._workspaces)
+            buckets = run_torch_kernels(
+                self._transformation, buckets, Kept(self._workspaces, self._counters)
+            )
         self._eager_step(buckets)
         return loss
 
@@ -308,6 +311,7 @@ class ChainedOptimizer(torch.optim.Optimizer):
             self.defaults.pop("differentiable", None)
         self._fused = _fused_backend(self._transformation, self._hyper_keys) if fused else None
         self._workspaces = Workspaces()
+        self._counters = CounterVectors()
 
     def __repr__(self) -> str:
         return super().__repr__() + f"\n[{self._transformation!r}]"

@@ -87,7 +87,7 @@ from gradkit.optim._kernel_steps import (
     sgd_step,
 )
 from gradkit.optim._layerwise import ScaleByTrustRatio
-from gradkit.optim._workspaces import Workspaces
+from gradkit.optim._workspaces import Kept
 
 # What each transformation type that may be skipped needs to be off, by its param-group key.
 _OFF_WHEN = {
@@ -191,7 +191,7 @@ def kernel_for(device: torch.device, algorithm: str) -> str | None:
     return None
 
 
-_RUNNERS: dict[str, Callable[[Bucket, str | None, str, Workspaces], bool]] = {
+_RUNNERS: dict[str, Callable[[Bucket, str | None, str, Kept], bool]] = {
     _ADAM: adam_step,
     _ADAGRAD: adagrad_step,
     _SGD: sgd_step,
@@ -226,7 +226,7 @@ def recognise(
 
 
 def run_torch_kernels(
-    transformation: GradientTransformation, buckets: Sequence[Bucket], workspaces: Workspaces
+    transformation: GradientTransformation, buckets: Sequence[Bucket], kept: Kept
 ) -> list[Bucket]:
     """Step every bucket that torch's kernels can take; return the others, for the chain.
 
@@ -246,6 +246,6 @@ def run_torch_kernels(
             continue
         algorithm, decay = match
         kernel = kernel_for(bucket.params[0].device, algorithm)
-        if kernel is None or not _RUNNERS[algorithm](bucket, decay, kernel, workspaces):
+        if kernel is None or not _RUNNERS[algorithm](bucket, decay, kernel, kept):
             left.append(bucket)
     return left

@@ -1,9 +1,13 @@
-"""Parameter-shaped buffers kept between steps, for steps that hold a whole update in memory."""
+"""What a step keeps between steps besides the state: parameter-shaped workspaces, for steps
+that hold a whole update in memory, and the state's 0-d counters as views of one vector."""
 
 from __future__ import annotations
 
 import operator
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.weak import WeakTensorKeyDictionary
@@ -63,3 +67,52 @@ def _fits(buffer: Tensor, param: Tensor) -> bool:
         and buffer.dtype == param.dtype
         and buffer.device == param.device
     )
+
+
+@dataclass
+class _Vector:
+    views: list[Tensor]
+    array: np.ndarray  # the vector's memory
+
+
+class CounterVectors:
+    """A bucket's 0-d counters ``state[key]`` as views of one CPU vector, kept between steps.
+
+    A 0-d tensor per parameter costs a dispatch per parameter for every operation on it
+    (incrementing 255 step counters with ``torch._foreach_add_`` takes 0.4 ms on CPU, 70 of
+    them more than a small model's whole fused step). So the counters of a bucket are made
+    views of one vector, once, and later steps update them all with one numpy operation on its
+    memory. The views stay in the state (a state dict saves them as 0-d tensors). Whenever a
+    counter is not the view made here (a new parameter, a ``load_state_dict``, a replaced
+    entry), the vector is made again from the state.
+    """
+
+    def __init__(self) -> None:
+        self._vectors: dict[tuple[Any, ...], _Vector] = {}
+
+    def array(
+        self, group_index: int, params: list[Tensor], states: list[dict[str, Any]], key: str
+    ) -> np.ndarray:
+        """The counters ``state[key]`` of one bucket's ``states`` as one array whose elements
+        they are (the bucket: ``params`` of param group ``group_index``)."""
+        entries = [state[key] for state in states]
+        index = (group_index, params[0].device, params[0].dtype, key)
+        known = self._vectors.get(index)
+        if (
+            known is None
+            or len(known.views) != len(entries)
+            or not all(map(operator.is_, known.views, entries))
+        ):
+            vector = torch.stack(entries).detach().cpu()
+            views = list(vector.unbind())
+            for state, view in zip(states, views, strict=True):
+                state[key] = view
+            known = self._vectors[index] = _Vector(views, vector.numpy())
+        return known.array
+
+
+class Kept(NamedTuple):
+    """An optimizer's buffers kept between steps, as its default path's steps take them."""
+
+    workspaces: Workspaces
+    counters: CounterVectors

@@ -43,7 +43,6 @@ time spent in calls that compiled.
 from __future__ import annotations
 
 import functools
-import operator
 import time
 import types
 from collections.abc import Callable, Sequence
@@ -55,7 +54,7 @@ import torch
 from torch import Tensor
 
 from gradkit.optim._core import Bucket, GradientTransformation, counter_keys, is_off, leaves
-from gradkit.optim._workspaces import Workspaces
+from gradkit.optim._workspaces import CounterVectors, Workspaces
 from gradkit.optim.fused._bucket import FusedBucket
 from gradkit.optim.fused._direct import (
     DirectCall,
@@ -202,14 +201,6 @@ def _inductor_backend(
 
 
 @dataclass
-class _Counters:
-    """The 0-d counters of one state key in a bucket: views of one vector."""
-
-    views: list[Tensor]
-    array: np.ndarray  # the vector's memory
-
-
-@dataclass
 class _Holder:
     """A hyperparameter's 0-d tensor, its memory as a numpy array, and the value it holds."""
 
@@ -250,7 +241,7 @@ class FusedStep:
         self._wants_workspace = needs_workspace(transformation)
         self._workspaces = Workspaces()
         self._counter_keys: tuple[str, ...] = ("step",)  # and the chain's own (plan_for)
-        self._counters: dict[tuple[int, torch.device, torch.dtype, str], _Counters] = {}
+        self._counters = CounterVectors()
         self._trusted = trusted(transformation)
         self._prepared: dict[int, tuple[tuple[Any, ...], Any]] = {}
         self._direct: DirectCall | None = None
@@ -283,32 +274,6 @@ class FusedStep:
             holder.array[()] = number
             holder.value = number
         return holder.tensor
-
-    def _gather(self, bucket: FusedBucket, key: str) -> np.ndarray:
-        """The bucket's counters ``state[key]`` as one array whose elements they are.
-
-        A 0-d tensor per parameter costs a dispatch per parameter for every operation on it
-        (incrementing 70 step counters took 0.1 ms, more than a small model's whole fused
-        step). So the counters of a bucket are made views of one CPU vector, once, and later
-        steps update them all with one numpy operation on its memory. The views stay in the
-        state (a state dict saves them as 0-d tensors). Whenever a counter is not the view
-        made here (a new parameter, a ``load_state_dict``, a replaced entry), the vector is
-        made again from the state.
-        """
-        entries = [state[key] for state in bucket.states]
-        index = (bucket.group_index, bucket.params[0].device, bucket.params[0].dtype, key)
-        known = self._counters.get(index)
-        if (
-            known is None
-            or len(known.views) != len(entries)
-            or not all(map(operator.is_, known.views, entries))
-        ):
-            vector = torch.stack(entries).detach().cpu()
-            views = list(vector.unbind())
-            for state, view in zip(bucket.states, views, strict=True):
-                state[key] = view
-            known = self._counters[index] = _Counters(views, vector.numpy())
-        return known.array
 
     def _hyperparameters(
         self, bucket: FusedBucket, hypers: Sequence[str]
@@ -348,7 +313,10 @@ class FusedStep:
         for bucket in buckets:
             bucket.hypers, bucket.numbers, bucket.off = self._hyperparameters(bucket, hypers)
             bucket.scalars = {}
-            bucket.counters = {key: self._gather(bucket, key) for key in self._counter_keys}
+            bucket.counters = {
+                key: self._counters.array(bucket.group_index, bucket.params, bucket.states, key)
+                for key in self._counter_keys
+            }
             steps = bucket.counters["step"]
             steps += 1
             bucket.counts = steps.astype(np.float64)
