@@ -226,7 +226,7 @@ def test_fused_lamb_keeps_its_update_in_a_workspace_not_a_fresh_buffer() -> None
     # Two loops over the parameter: one writes the moments and the update and reduces both
     # norms, one applies the update. A third would read the update back for its norm.
     assert code.count("x0<static_cast<int64_t>(1000L); x0+=") == 2
-    (workspace,) = optimizer._fused._step._workspaces(params[:1])
+    (workspace,) = optimizer._kept.workspaces(params[:1])
     assert workspace.shape == params[0].shape and workspace.data_ptr() != params[0].data_ptr()
     # The workspace is scratch memory, not state: the state dict is torch.optim's.
     assert set(optimizer.state[params[0]]) == {"step", "exp_avg", "exp_avg_sq"}

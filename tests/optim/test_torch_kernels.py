@@ -761,15 +761,15 @@ def test_lamb_keeps_its_workspace_between_steps(calls: Calls) -> None:
     opt = gk.LAMB(model.parameters(), lr=1e-2)
     params = list(model.parameters())
     train(opt, model, 2)
-    first = opt._workspaces(params)
+    first = opt._kept.workspaces(params)
     train(opt, model, 3, start=2)
-    assert all(a is b for a, b in zip(first, opt._workspaces(params), strict=True))
+    assert all(a is b for a, b in zip(first, opt._kept.workspaces(params), strict=True))
     assert all(
         w.shape == p.shape and w.stride() == p.stride() for w, p in zip(first, params, strict=True)
     )
     # Not state: a state dict and a copy have none of it.
     assert all(set(opt.state[p]) == {"step", "exp_avg", "exp_avg_sq"} for p in params)
-    assert not copy.deepcopy(opt)._workspaces._lists
+    assert not copy.deepcopy(opt)._kept.workspaces._lists
 
 
 @pytest.mark.parametrize("name", ["SGD", "LARS"])

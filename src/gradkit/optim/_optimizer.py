@@ -11,7 +11,7 @@ from torch import Tensor
 from gradkit.optim._core import Bucket, GradientTransformation, counter_keys, scalar_dtype
 from gradkit.optim._hyper import Hyper, boolean, validate_group
 from gradkit.optim._torch_kernels import run_torch_kernels
-from gradkit.optim._workspaces import CounterVectors, Kept, Workspaces
+from gradkit.optim._workspaces import Kept
 
 if TYPE_CHECKING:
     from gradkit.optim.fused import FusedBackend
@@ -107,9 +107,10 @@ class ChainedOptimizer(torch.optim.Optimizer):
         self._transformation = transformation
         self._hypers = hypers
         self._hyper_keys = tuple(hypers)
-        self._fused = _fused_backend(transformation, self._hyper_keys) if fused else None
-        self._workspaces = Workspaces()
-        self._counters = CounterVectors()
+        self._kept = Kept()
+        self._fused = (
+            _fused_backend(transformation, self._hyper_keys, self._kept) if fused else None
+        )
         merged = {key: hyper.default for key, hyper in hypers.items()}
         merged.update(defaults)
         if isinstance(params, Tensor):
@@ -222,9 +223,7 @@ class ChainedOptimizer(torch.optim.Optimizer):
             return loss
         buckets, _ = self._buckets()
         if self._torch_kernels:
-            buckets = run_torch_kernels(
-                self._transformation, buckets, Kept(self._workspaces, self._counters)
-            )
+            buckets = run_torch_kernels(self._transformation, buckets, self._kept)
         self._eager_step(buckets)
         return loss
 
@@ -309,18 +308,19 @@ class ChainedOptimizer(torch.optim.Optimizer):
         if not had_differentiable:
             # torch.optim adds this key for its own optimizers; no gradkit chain reads it.
             self.defaults.pop("differentiable", None)
-        self._fused = _fused_backend(self._transformation, self._hyper_keys) if fused else None
-        self._workspaces = Workspaces()
-        self._counters = CounterVectors()
+        self._kept = Kept()
+        self._fused = (
+            _fused_backend(self._transformation, self._hyper_keys, self._kept) if fused else None
+        )
 
     def __repr__(self) -> str:
         return super().__repr__() + f"\n[{self._transformation!r}]"
 
 
 def _fused_backend(
-    transformation: GradientTransformation, hyper_keys: tuple[str, ...]
+    transformation: GradientTransformation, hyper_keys: tuple[str, ...], kept: Kept
 ) -> FusedBackend:
     """The fused backend (imported here: the eager path never imports it)."""
     from gradkit.optim.fused import FusedBackend
 
-    return FusedBackend(transformation, hyper_keys)
+    return FusedBackend(transformation, hyper_keys, kept)

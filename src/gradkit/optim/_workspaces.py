@@ -4,8 +4,8 @@ that hold a whole update in memory, and the state's 0-d counters as views of one
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -111,8 +111,11 @@ class CounterVectors:
         return known.array
 
 
-class Kept(NamedTuple):
-    """An optimizer's buffers kept between steps, as its default path's steps take them."""
+@dataclass(frozen=True)
+class Kept:
+    """An optimizer's buffers kept between steps, shared by its default path and its fused
+    backend (one workspace per parameter and one counter vector per bucket, whichever path
+    steps)."""
 
-    workspaces: Workspaces
-    counters: CounterVectors
+    workspaces: Workspaces = field(default_factory=Workspaces)
+    counters: CounterVectors = field(default_factory=CounterVectors)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from gradkit.optim._core import GradientTransformation
+from gradkit.optim._workspaces import Kept
 from gradkit.optim.fused._step import FusedStep
 
 if TYPE_CHECKING:
@@ -20,14 +21,17 @@ class FusedBackend:
     Args:
         transformation: the optimizer's chain.
         hyper_keys: every param-group key the chain reads (and ``maximize``).
+        kept: the optimizer's workspaces and counter vectors, shared with its default path.
 
     :meth:`try_step` takes a step or declines it; a declined step is the optimizer's to take
     eagerly, which it is at the first step of new state (so that the program is compiled for
     the steady-state structure).
     """
 
-    def __init__(self, transformation: GradientTransformation, hyper_keys: Sequence[str]) -> None:
-        self._step = FusedStep(transformation)
+    def __init__(
+        self, transformation: GradientTransformation, hyper_keys: Sequence[str], kept: Kept
+    ) -> None:
+        self._step = FusedStep(transformation, kept)
         self._hyper_keys = tuple(hyper_keys)
 
     # The step compiles and runs its own program, and keeps Python-side caches that a caller's

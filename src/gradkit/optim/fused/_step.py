@@ -54,7 +54,7 @@ import torch
 from torch import Tensor
 
 from gradkit.optim._core import Bucket, GradientTransformation, counter_keys, is_off, leaves
-from gradkit.optim._workspaces import CounterVectors, Workspaces
+from gradkit.optim._workspaces import Kept
 from gradkit.optim.fused._bucket import FusedBucket
 from gradkit.optim.fused._direct import (
     DirectCall,
@@ -233,15 +233,15 @@ class FusedStep:
     it directly while the step's structure and inputs match (:mod:`gradkit.optim.fused._direct`).
     """
 
-    def __init__(self, transformation: GradientTransformation) -> None:
+    def __init__(self, transformation: GradientTransformation, kept: Kept) -> None:
         self.transformation = transformation
         self._log = CallLog()
         self._compiled = compiled_copy(_run_chain, self._log)
         self._tensors: dict[tuple[int, str], _Holder] = {}
         self._wants_workspace = needs_workspace(transformation)
-        self._workspaces = Workspaces()
+        self._workspaces = kept.workspaces
         self._counter_keys: tuple[str, ...] = ("step",)  # and the chain's own (plan_for)
-        self._counters = CounterVectors()
+        self._counters = kept.counters
         self._trusted = trusted(transformation)
         self._prepared: dict[int, tuple[tuple[Any, ...], Any]] = {}
         self._direct: DirectCall | None = None
@@ -338,15 +338,10 @@ class FusedStep:
         fused = []
         for bucket in buckets:
             order = sorted(range(len(bucket.params)), key=lambda i: bucket.params[i].numel())
-            fused.append(
-                FusedBucket(
-                    bucket.group,
-                    bucket.group_index,
-                    [bucket.params[i] for i in order],
-                    [bucket.updates[i] for i in order],
-                    [bucket.states[i] for i in order],
-                )
-            )
+            bucket.params = [bucket.params[i] for i in order]
+            bucket.updates = [bucket.updates[i] for i in order]
+            bucket.states = [bucket.states[i] for i in order]
+            fused.append(FusedBucket.of(bucket))
         self._counter_keys = ("step", *counter_keys(self.transformation, groups))
         self.plan = StepPlan(groups, state, fused)
         return self.plan
