@@ -508,7 +508,7 @@ def test_tensor_lr_is_dispatched_and_equals_float_lr(calls: Calls) -> None:
 def test_foreach_path_for_cuda_equals_the_chain(monkeypatch: pytest.MonkeyPatch) -> None:
     """CUDA's path (foreach, CPU counters), run here on CPU tensors."""
     calls = Calls(monkeypatch)
-    monkeypatch.setattr(_torch_kernels, "kernel_for", lambda device, algorithm: "foreach")
+    monkeypatch.setattr(_torch_kernels, "kernel_for", lambda device, dtype, algorithm: "foreach")
     cases = ["adam-amsgrad-l2-maximize", "sgd-nesterov-wd-maximize", "adagrad-all"]
     cases += [
         "rmsprop-centered-momentum-wd-maximize",
@@ -538,15 +538,60 @@ def test_low_precision_default_step_is_torchs_fused_kernel(
     kwargs: dict[str, Any] = {"lr": 0.05, "weight_decay": 1e-2, "maximize": True}
     if name == "SGD":
         kwargs.update(momentum=0.9, nesterov=True)
+    # torch's fused CPU SGD is wrong in low precision (pytorch/pytorch#191763): there gradkit
+    # takes, and is compared with, torch's CPU default, the single-tensor loop.
+    path = "single" if name == "SGD" and dtype == torch.bfloat16 else "fused"
     runs = []
-    for library, extra in ((gk, {}), (torch.optim, {"fused": True})):
+    for library, extra in ((gk, {}), (torch.optim, {"fused": path == "fused"})):
         model = make_model(dtype)
         opt = getattr(library, name)(model.parameters(), **kwargs, **extra)
         runs.append(train(opt, model, 10, check_grads=True))
         assert all(p.dtype == dtype for p in model.parameters())
         if library is gk:
-            assert calls.log == [(name.lower().removesuffix("w"), "fused")] * 10
+            assert calls.log == [(name.lower().removesuffix("w"), path)] * 10
     assert worst(runs[1], runs[0]) == 0.0
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_low_precision_sgd_updates_every_element(dtype: torch.dtype, nesterov: bool) -> None:
+    """Hand-derived: from 0, gradient 1, rate 0.5 and momentum 0.9, heavy ball steps by 1 then
+    1.9 (Nesterov 1.9 then 2.71), in units of -0.5: -0.5 and -1.45 (Nesterov -0.95 and
+    -2.305), to the dtype's rounding. torch 2.13's fused CPU SGD leaves the whole vector blocks of a
+    1000-element low-precision tensor unchanged (pytorch/pytorch#191763); gradkit's default
+    step must not."""
+    param = nn.Parameter(torch.zeros(1000, dtype=dtype))
+    opt = gk.SGD([param], lr=0.5, momentum=0.9, nesterov=nesterov)
+    expected = [-0.95, -2.305] if nesterov else [-0.5, -1.45]
+    for value in expected:
+        param.grad = torch.ones_like(param)
+        opt.step()
+        wanted = torch.full((1000,), value, dtype=torch.float64)
+        # Within the rounding of the state and of the parameter (two ulps of the value).
+        assert torch.allclose(param.double(), wanted, rtol=2 * torch.finfo(dtype).eps, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_lars_default_step_matches_the_chain(dtype: torch.dtype) -> None:
+    """LARS's element-wise part is torch's SGD kernel: in low precision its single-tensor loop
+    (the fused one skips whole vector blocks); the step agrees with the chain's to its
+    rounding on a tensor with many blocks."""
+    torch.manual_seed(0)
+    start = torch.randn(64, 40, dtype=dtype)
+    grads = [torch.randn(64, 40, dtype=dtype) for _ in range(3)]
+    runs = []
+    for torch_kernels in (True, False):
+        param = nn.Parameter(start.clone())
+        opt = gk.LARS([param], lr=0.5, momentum=0.9, weight_decay=1e-2, trust_coefficient=0.2)
+        opt.torch_kernels = torch_kernels
+        for grad in grads:
+            param.grad = grad.clone()
+            opt.step()
+        runs.append(param.detach().double())
+    moved = (runs[1] - start.double()).abs()
+    assert bool((moved > 0).float().mean() > 0.9), "the chain moves nearly every element"
+    error = (runs[0] - runs[1]).abs().max() / moved.max()
+    assert error < 8 * torch.finfo(dtype).eps
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -618,13 +663,25 @@ def test_gradient_with_other_strides_than_its_parameter_runs_the_chain(calls: Ca
 def test_kernel_choice_per_device_and_algorithm() -> None:
     cpu, cuda, meta = (torch.device(kind) for kind in ("cpu", "cuda", "meta"))
     names = ("adam", "sgd", "adagrad", "lamb", "lars")
-    assert [_torch_kernels.kernel_for(cpu, name) for name in names] == ["fused"] * 5
-    kinds = [_torch_kernels.kernel_for(cuda, name) for name in names]
+    f32, bf16, f16 = torch.float32, torch.bfloat16, torch.float16
+    choose = _torch_kernels.kernel_for
+    assert [choose(cpu, f32, name) for name in names] == ["fused"] * 5
+    assert [choose(cpu, torch.float64, name) for name in names] == ["fused"] * 5
+    # torch's fused CPU SGD skips whole vector blocks in low precision (pytorch/pytorch#191763).
+    assert [choose(cpu, bf16, name) for name in names] == [
+        "fused",
+        "single",
+        "fused",
+        "fused",
+        "single",
+    ]
+    assert [choose(cpu, f16, name) for name in names] == [choose(cpu, bf16, n) for n in names]
+    kinds = [choose(cuda, bf16, name) for name in names]
     assert kinds == ["foreach", "fused", "foreach", "foreach", "fused"]
     loops = ("rmsprop", "adadelta", "adamax", "nadam", "radam")
-    assert [_torch_kernels.kernel_for(cpu, name) for name in loops] == ["single"] * 5
-    assert [_torch_kernels.kernel_for(cuda, name) for name in loops] == ["foreach"] * 5
-    assert _torch_kernels.kernel_for(meta, "sgd") is None
+    assert [choose(cpu, f32, name) for name in loops] == ["single"] * 5
+    assert [choose(cuda, f32, name) for name in loops] == ["foreach"] * 5
+    assert choose(meta, f32, "sgd") is None
 
 
 def test_torch_kernels_knob_is_validated_and_survives_copies() -> None:
@@ -802,7 +859,7 @@ def test_foreach_path_for_cuda_lamb_and_lars_equal_the_chain(
 ) -> None:
     """CUDA's paths (LAMB: Adam's foreach; LARS: SGD's fused), run here on CPU tensors."""
     calls = Calls(monkeypatch)
-    monkeypatch.setattr(_torch_kernels, "kernel_for", lambda device, algorithm: "foreach")
+    monkeypatch.setattr(_torch_kernels, "kernel_for", lambda device, dtype, algorithm: "foreach")
     for case in ("lamb-wd-bounds-maximize", "lars-nesterov-wd-maximize"):
         name, functional, kwargs = LAYERWISE[case]
         model, chain_model = make_model(), make_model()

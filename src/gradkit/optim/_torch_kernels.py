@@ -9,7 +9,8 @@ state, by the fastest path torch has for it (see :func:`kernel_for`):
 - Adam/AdamW (and AMSGrad), SGD (momentum, dampening, Nesterov) and Adagrad: torch's fused
   CPU kernel, one pass per tensor (7x faster than the chain for Adam at 10M parameters in 255
   tensors, ``benchmarks/RESULTS.md``); on CUDA fused for SGD and ``foreach=True`` for Adam and
-  Adagrad.
+  Adagrad. SGD (and LARS) in float16 or bfloat16 on CPU take torch's single-tensor loop
+  instead: its fused CPU SGD gives wrong numbers there (:func:`kernel_for`).
 - RMSprop (plain or centered, heavy-ball momentum), Adadelta, Adamax, NAdam and RAdam, which
   torch has no fused kernel for: its single-tensor loop on CPU, its default there and 2-3x
   faster than the chain (and than its own foreach path), because each tensor's passes run
@@ -120,6 +121,7 @@ _ADAM, _ADAGRAD, _SGD, _LAMB, _LARS = "adam", "adagrad", "sgd", "lamb", "lars"
 _RMSPROP, _ADADELTA, _ADAMAX, _NADAM, _RADAM = "rmsprop", "adadelta", "adamax", "nadam", "radam"
 # The algorithms torch has a fused CPU kernel for (LAMB and LARS run torch's Adam and SGD).
 _FUSED_ON_CPU = (_ADAM, _ADAGRAD, _SGD, _LAMB, _LARS)
+_FULL_PRECISION = (torch.float32, torch.float64)
 _PATTERNS: dict[tuple[type | str, ...], tuple[str, str | None]] = {
     (ScaleByAdam, ScaleByLearningRate): (_ADAM, None),
     (AddDecayedWeights, ScaleByAdam, ScaleByLearningRate): (_ADAM, "coupled"),
@@ -174,17 +176,23 @@ def active_transformations(
     return [transformation] if kind in _KNOWN else None
 
 
-def kernel_for(device: torch.device, algorithm: str) -> str | None:
-    """torch's path for ``algorithm`` on ``device``: "fused", "foreach", "single" (torch's
-    single-tensor loop) or None (the chain).
+def kernel_for(device: torch.device, dtype: torch.dtype, algorithm: str) -> str | None:
+    """torch's path for ``algorithm`` on parameters of ``dtype`` on ``device``: "fused",
+    "foreach", "single" (torch's single-tensor loop) or None (the chain).
 
     CPU: fused where torch has a fused CPU kernel (Adam, Adagrad, SGD; LAMB and LARS through
     Adam's and SGD's), else the single-tensor loop, torch's CPU default and its fastest path
-    there. CUDA: fused for SGD and LARS (torch's SGD), which keep no counter; foreach for the
+    there. But SGD and LARS in float16 and bfloat16 take the single-tensor loop: torch's fused
+    CPU SGD kernel (2.12 and 2.13 at least) skips or garbles the update of every whole vector
+    block of a low-precision tensor, that is of any tensor of 8 elements or more
+    (pytorch/pytorch#191763), and which torch has the fix cannot be told from its version
+    alone. CUDA: fused for SGD and LARS (torch's SGD), which keep no counter; foreach for the
     others: Adam and LAMB (torch's Adam), whose fused CUDA kernel wants its ``step`` counters on
     the device (gradkit's are on the CPU), and the algorithms without a fused CUDA kernel.
     """
     if device.type == "cpu":
+        if algorithm in (_SGD, _LARS) and dtype not in _FULL_PRECISION:
+            return "single"
         return "fused" if algorithm in _FUSED_ON_CPU else "single"
     if device.type == "cuda":
         return "fused" if algorithm in (_SGD, _LARS) else "foreach"
@@ -245,7 +253,8 @@ def run_torch_kernels(
             left.append(bucket)
             continue
         algorithm, decay = match
-        kernel = kernel_for(bucket.params[0].device, algorithm)
+        first = bucket.params[0]
+        kernel = kernel_for(first.device, first.dtype, algorithm)
         if kernel is None or not _RUNNERS[algorithm](bucket, decay, kernel, kept):
             left.append(bucket)
     return left
