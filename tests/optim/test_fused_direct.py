@@ -1,7 +1,7 @@
 """The fused step's plan and direct call: fast when nothing changed, exact when something did.
 
 After dynamo has run a fused step's program through its guards, later steps reuse their buckets
-and call the program directly (``gradkit.optim.fused._plan``, ``gradkit.optim.fused._direct``).
+and call the program directly (``gradkit.optim._plan``, ``gradkit.optim.fused._direct``).
 Each test here changes one thing between steps that the compiled program or the buckets depend
 on, and demands the eager path's numbers: a check that missed the change would run the program
 on the wrong layout, the wrong state or the wrong structure.

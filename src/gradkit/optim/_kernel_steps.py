@@ -30,7 +30,9 @@ product distributed over a sum): in float64 about 3e-16 relative over 60 steps, 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 import torch
@@ -223,64 +225,83 @@ def adagrad_step(bucket: Bucket, decay: str | None, kernel: str, kept: Kept) -> 
     return True
 
 
-def _momentum(bucket: Bucket, grads: list[Tensor], keys: tuple[str, ...]) -> dict[str, Any] | None:
-    """The settings of ``torch.optim.sgd.sgd`` for this group: ``keys`` and, where momentum is
-    on, ``momentum``, ``dampening`` and ``nesterov`` as numbers; None when a value is not a
-    number or ``grads`` or a momentum buffer is laid out otherwise than its parameter."""
+_buffer = operator.methodcaller("get", "momentum_buffer")
+
+
+def _missing(buffers: list[Tensor | None]) -> bool:
+    """Whether a buffer is None (by identity: ``None in buffers`` calls ``Tensor.__eq__`` on
+    each, 3 ms for 255 tensors)."""
+    return not all(map(operator.is_not, buffers, repeat(None)))
+
+
+def _momentum(
+    bucket: Bucket, grads: list[Tensor], keys: tuple[str, ...]
+) -> tuple[dict[str, Any], list[Tensor | None]] | None:
+    """The settings of ``torch.optim.sgd.sgd`` for this group (``keys`` and, where momentum is
+    on, ``momentum``, ``dampening`` and ``nesterov`` as numbers) and the momentum buffers
+    (None where one starts now); None when a value is not a number or ``grads`` or a buffer is
+    laid out otherwise than its parameter."""
     group = bucket.group
     with_momentum = not is_off(group["momentum"])
     keys += ("momentum", "dampening") if with_momentum else ()
     numbers = _numbers(group, keys)
     if numbers is None:
         return None
-    # A buffer that starts now is made by torch in the gradient's layout.
-    present = [
-        state.get("momentum_buffer", param)
-        for param, state in zip(bucket.params, bucket.states, strict=True)
-    ]
+    buffers: list[Tensor | None] = list(map(_buffer, bucket.states)) if with_momentum else []
+    if _missing(buffers):
+        # A buffer that starts now is made by torch in the gradient's layout.
+        present = [
+            param if buffer is None else buffer
+            for param, buffer in zip(bucket.params, buffers, strict=True)
+        ]
+    else:
+        present = buffers  # type: ignore[assignment]
     if not _same_layout(bucket.params, [grads, present]):
         return None
-    return {
+    settings = {
         "weight_decay": 0.0,
         "momentum": 0.0,
         "dampening": 0.0,
         **numbers,
         "nesterov": bool(group["nesterov"]) if with_momentum else False,
     }
+    return settings, buffers
 
 
 def _torch_sgd(
     bucket: Bucket,
     grads: list[Tensor],
     settings: dict[str, Any],
+    buffers: list[Tensor | None],
     indices: Sequence[int] | None = None,
 ) -> None:
     """torch's SGD on the bucket's parameters (those at ``indices``, default all) with
-    ``grads``, the momentum buffers in the state; the step counters are the caller's."""
-    states = bucket.states
-    chosen = range(len(states)) if indices is None else indices
-    if not settings["momentum"]:
-        torch_sgd.sgd(
-            [bucket.params[i] for i in chosen],
-            [grads[i] for i in chosen],
-            [None] * len(chosen),
-            **settings,
-        )
+    ``grads`` and the momentum ``buffers`` of :func:`_momentum` (new ones are put in the
+    state); the step counters are the caller's."""
+    params = bucket.params
+    momentum = bool(settings["momentum"])
+    if indices is None:
+        if not momentum or not _missing(buffers):
+            torch_sgd.sgd(params, grads, buffers if momentum else [None] * len(params), **settings)
+            return
+        indices = range(len(params))
+    if not momentum:
+        chosen = [params[i] for i in indices], [grads[i] for i in indices], [None] * len(indices)
+        torch_sgd.sgd(*chosen, **settings)
         return
-    buffers = {i: states[i].get("momentum_buffer") for i in chosen}
     # torch's fused SGD starts buffers only when every one is missing: one call for the
     # parameters that have a buffer and one for those that start theirs now.
-    fresh = [i for i, buffer in buffers.items() if buffer is None]
-    old = [i for i, buffer in buffers.items() if buffer is not None]
+    fresh = [i for i in indices if buffers[i] is None]
+    old = [i for i in indices if buffers[i] is not None]
+    states = bucket.states
     for group in (old, fresh):
         if not group:
             continue
         listed = [buffers[i] for i in group]
-        torch_sgd.sgd(
-            [bucket.params[i] for i in group], [grads[i] for i in group], listed, **settings
-        )
+        torch_sgd.sgd([params[i] for i in group], [grads[i] for i in group], listed, **settings)
         for i, buffer in zip(group, listed, strict=True):
             states[i]["momentum_buffer"] = buffer
+            buffers[i] = buffer
 
 
 def _advance_steps(bucket: Bucket, kept: Kept) -> None:
@@ -294,12 +315,13 @@ def _advance_steps(bucket: Bucket, kept: Kept) -> None:
 def sgd_step(bucket: Bucket, decay: str | None, kernel: str, kept: Kept) -> bool:
     """torch's SGD: plain, heavy ball or Nesterov, with coupled weight decay."""
     keys = ("lr",) + (("weight_decay",) if decay else ())
-    settings = _momentum(bucket, bucket.updates, keys)
-    if settings is None:
+    found = _momentum(bucket, bucket.updates, keys)
+    if found is None:
         return False
+    settings, buffers = found
     _advance_steps(bucket, kept)
     settings.update(_mode(kernel), maximize=bucket.group["maximize"])
-    _torch_sgd(bucket, bucket.updates, settings)
+    _torch_sgd(bucket, bucket.updates, settings, buffers)
     return True
 
 
@@ -307,11 +329,12 @@ def lars_step(bucket: Bucket, decay: str | None, kernel: str, kept: Kept) -> boo
     r"""LARS: torch's SGD momentum on :math:`-\eta\lambda(g + \beta\theta)` with a rate of -1."""
     group = bucket.group
     grads = bucket.updates
-    settings = _momentum(bucket, grads, ("lr",))
+    found = _momentum(bucket, grads, ("lr",))
     numbers = _numbers(group, ("trust_coefficient", "weight_decay", "eps"))
     flags = (group["layer_adaptation"], group["unit_ratio_on_zero_grad"])
-    if settings is None or numbers is None or not all(isinstance(f, bool) for f in flags):
+    if found is None or numbers is None or not all(isinstance(f, bool) for f in flags):
         return False
+    settings, buffers = found
     lr, weight_decay = settings.pop("lr"), numbers["weight_decay"]
     params = bucket.params
     if group["layer_adaptation"]:
@@ -337,11 +360,11 @@ def lars_step(bucket: Bucket, decay: str | None, kernel: str, kept: Kept) -> boo
     settings = {**settings, **_mode(kernel), "lr": -1.0, "maximize": False}
     _advance_steps(bucket, kept)
     if not weight_decay:
-        _torch_sgd(bucket, updates, settings)
+        _torch_sgd(bucket, updates, settings, buffers)
         return True
     for index, decay in enumerate((scales.double() * weight_decay).tolist()):
         settings["weight_decay"] = decay
-        _torch_sgd(bucket, updates, settings, (index,))
+        _torch_sgd(bucket, updates, settings, buffers, (index,))
     return True
 
 

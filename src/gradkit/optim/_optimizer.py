@@ -10,6 +10,7 @@ from torch import Tensor
 
 from gradkit.optim._core import Bucket, GradientTransformation, counter_keys, scalar_dtype
 from gradkit.optim._hyper import Hyper, boolean, validate_group
+from gradkit.optim._plan import StepPlan
 from gradkit.optim._torch_kernels import run_torch_kernels
 from gradkit.optim._workspaces import Kept
 
@@ -108,6 +109,7 @@ class ChainedOptimizer(torch.optim.Optimizer):
         self._hypers = hypers
         self._hyper_keys = tuple(hypers)
         self._kept = Kept()
+        self._plan: StepPlan[Bucket] | None = None
         self._fused = (
             _fused_backend(transformation, self._hyper_keys, self._kept) if fused else None
         )
@@ -209,6 +211,20 @@ class ChainedOptimizer(torch.optim.Optimizer):
             buckets.extend(by_kind.values())
         return buckets, fresh
 
+    def _planned_buckets(self) -> list[Bucket]:
+        """This step's buckets: last step's when nothing they came from changed (checked by
+        identity, :mod:`gradkit.optim._plan`), else built anew and kept for the next step."""
+        if torch.compiler.is_compiling():
+            # Traced by the caller's torch.compile: no Python-side cache to guard on.
+            return self._buckets()[0]
+        plan = self._plan
+        if plan is not None and plan.reuse(self.param_groups, self.state):
+            return plan.buckets
+        buckets, fresh = self._buckets()
+        # State made now may gain entries in this step (a momentum buffer): plan from the next.
+        self._plan = None if fresh else StepPlan(self.param_groups, self.state, buckets)
+        return buckets
+
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """Perform one optimization step; ``closure`` re-evaluates the loss (optional)."""
@@ -221,10 +237,17 @@ class ChainedOptimizer(torch.optim.Optimizer):
         self._transformation.validate(dict(enumerate(self.param_groups)), type(self).__name__)
         if self._fused is not None and self._fused.try_step(self):
             return loss
-        buckets, _ = self._buckets()
-        if self._torch_kernels:
-            buckets = run_torch_kernels(self._transformation, buckets, self._kept)
-        self._eager_step(buckets)
+        buckets = self._planned_buckets()
+        try:
+            left = buckets
+            if self._torch_kernels:
+                left = run_torch_kernels(self._transformation, buckets, self._kept)
+            self._eager_step(left)
+        finally:
+            for bucket in buckets:
+                # Kept buckets must not keep this step's gradients (freed by
+                # zero_grad(set_to_none=True)) or updates alive until the next step.
+                bucket.updates, bucket.steps = [], []
         return loss
 
     def _eager_step(self, buckets: list[Bucket]) -> None:
@@ -309,6 +332,7 @@ class ChainedOptimizer(torch.optim.Optimizer):
             # torch.optim adds this key for its own optimizers; no gradkit chain reads it.
             self.defaults.pop("differentiable", None)
         self._kept = Kept()
+        self._plan = None
         self._fused = (
             _fused_backend(self._transformation, self._hyper_keys, self._kept) if fused else None
         )

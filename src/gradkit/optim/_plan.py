@@ -35,6 +35,7 @@ _grad = operator.attrgetter("grad")
 _dtype = operator.attrgetter("dtype")
 _is_sparse = operator.attrgetter("is_sparse")
 _device = operator.attrgetter("device")
+_is_cpu = operator.attrgetter("is_cpu")  # a bool: no torch.device object made per parameter
 
 
 class StepPlan(Generic[B]):
@@ -98,10 +99,12 @@ class StepPlan(Generic[B]):
             grads = list(map(_grad, params))
             if not all(map(operator.is_not, grads, repeat(None))) or any(map(_is_sparse, grads)):
                 return False
-            if not (
-                all(map(operator.is_, map(_dtype, params), repeat(dtype)))
-                and all(map(operator.eq, map(_device, params), repeat(device)))
-            ):
+            if not all(map(operator.is_, map(_dtype, params), repeat(dtype))):
+                return False
+            if device.type == "cpu":
+                if not all(map(_is_cpu, params)):
+                    return False
+            elif not all(map(operator.eq, map(_device, params), repeat(device))):
                 return False
             grads_by_bucket.append(grads)
         for bucket, grads in zip(self.buckets, grads_by_bucket, strict=True):

@@ -6,8 +6,8 @@ the optimizer steps eagerly. Nothing else in :mod:`gradkit.optim` imports this p
 without it every optimizer still works, eagerly.
 
 - :mod:`~gradkit.optim.fused._step`: the compiled program, its hyperparameter tensors, the
-  per-step scalars and the counters;
-- :mod:`~gradkit.optim.fused._plan`: the buckets kept between steps;
+  per-step scalars and the counters (its buckets kept between steps by
+  :mod:`gradkit.optim._plan`, which the default path shares);
 - :mod:`~gradkit.optim.fused._direct`: the call of the program without dynamo's guards;
 - :mod:`~gradkit.optim.fused._torch_private`: every private torch name the above use.
 """

@@ -6,7 +6,7 @@ buckets and state dicts, plus the frame evaluation around them. With cold caches
 step of a training run, that is about 170 us of a 70-tensor model's step, twice what the
 compiled program itself costs (``benchmarks/compile_call_overhead.py``).
 
-The fused step does not need them at every step: its plan (:mod:`gradkit.optim.fused._plan`)
+The fused step does not need them at every step: its plan (:mod:`gradkit.optim._plan`)
 knows, by identity, that the Python structure the program was traced on is unchanged. So after
 a guarded call the step records which compiled program dynamo ran and with which inputs, and
 later steps call that program themselves when
@@ -37,7 +37,8 @@ from typing import Any
 from torch import Tensor
 
 from gradkit.optim._core import Chain, Conditional, GradientTransformation
-from gradkit.optim.fused._plan import StepPlan
+from gradkit.optim._plan import StepPlan
+from gradkit.optim.fused._bucket import FusedBucket
 from gradkit.optim.fused._torch_private import global_state_snapshot, tensor_checks
 
 
@@ -72,7 +73,7 @@ def _structural(value: Any) -> Any:
     return value
 
 
-def structure(plan: StepPlan, hypers: Sequence[str]) -> tuple[Any, ...]:
+def structure(plan: StepPlan[FusedBucket], hypers: Sequence[str]) -> tuple[Any, ...]:
     """What the compiled program was specialized on, beyond the tensors' own metadata."""
     return (
         plan.state_keys,
@@ -89,7 +90,7 @@ def structure(plan: StepPlan, hypers: Sequence[str]) -> tuple[Any, ...]:
     )
 
 
-def gather_inputs(plan: StepPlan) -> list[Tensor] | None:
+def gather_inputs(plan: StepPlan[FusedBucket]) -> list[Tensor] | None:
     """Every tensor the program may read, always in the same order; None if one is missing.
 
     Parameters, this step's gradients (``bucket.updates`` before the program), each state

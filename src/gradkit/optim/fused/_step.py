@@ -29,7 +29,7 @@ loops of different parameters because they read the same hyperparameters, and re
 the loops of one parameter when a multi-tensor program over many parameters put them far apart.
 
 What a step costs besides its arithmetic: the buckets are kept between steps and checked by
-identity (:mod:`gradkit.optim.fused._plan`), and once dynamo has run the program through its
+identity (:mod:`gradkit.optim._plan`), and once dynamo has run the program through its
 guards, later steps call it directly while their structure and inputs match
 (:mod:`gradkit.optim.fused._direct`). Divisions by per-step scalars become multiplications by
 their reciprocals (:meth:`Bucket.per_step_reciprocal`): the compiled loops would otherwise divide
@@ -54,6 +54,7 @@ import torch
 from torch import Tensor
 
 from gradkit.optim._core import Bucket, GradientTransformation, counter_keys, is_off, leaves
+from gradkit.optim._plan import StepPlan
 from gradkit.optim._workspaces import Kept
 from gradkit.optim.fused._bucket import FusedBucket
 from gradkit.optim.fused._direct import (
@@ -64,7 +65,6 @@ from gradkit.optim.fused._direct import (
     structure,
     trusted,
 )
-from gradkit.optim.fused._plan import StepPlan
 from gradkit.optim.fused._torch_private import (
     compile_with_inductor,
     known_inductor_options,
@@ -245,7 +245,7 @@ class FusedStep:
         self._trusted = trusted(transformation)
         self._prepared: dict[int, tuple[tuple[Any, ...], Any]] = {}
         self._direct: DirectCall | None = None
-        self.plan: StepPlan | None = None
+        self.plan: StepPlan[FusedBucket] | None = None
         """The buckets of the last step, reused while they still describe the optimizer."""
         self.compile_seconds = 0.0
         """Wall time of the calls that compiled (0 when inductor's cache had everything)."""
@@ -325,7 +325,7 @@ class FusedStep:
 
     def plan_for(
         self, groups: Sequence[dict[str, Any]], state: Any, buckets: list[Bucket]
-    ) -> StepPlan:
+    ) -> StepPlan[FusedBucket]:
         """The plan of freshly built buckets (made :class:`FusedBucket`), their parameters put
         smallest first.
 
@@ -346,7 +346,7 @@ class FusedStep:
         self.plan = StepPlan(groups, state, fused)
         return self.plan
 
-    def step(self, plan: StepPlan, hypers: Sequence[str]) -> None:
+    def step(self, plan: StepPlan[FusedBucket], hypers: Sequence[str]) -> None:
         """One fused step over the plan's buckets (their ``updates`` hold the gradients)."""
         buckets = plan.buckets
         self.prepare(buckets, hypers)
