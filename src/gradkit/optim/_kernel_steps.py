@@ -17,11 +17,16 @@ workspace instead of on the parameter:
   and :math:`\theta \mathrel{+}= -\eta\, r\, u`. About 72 bytes per float32 parameter,
   where the chain moves 140 and allocates the update anew at every step.
 - LARS (arXiv 1708.03888, the chain ``trust ratio -> learning rate -> momentum``): with
-  :math:`s = -\eta\lambda` (:func:`~gradkit.optim._layerwise.lars_ratios`), the workspace holds
-  :math:`s g` and torch's SGD, with a learning rate of -1 and a weight decay of :math:`s\beta`
-  (one call per tensor), adds :math:`s g + s\beta\theta` through the momentum buffer (heavy
-  ball, dampening, Nesterov) to the parameter: two norms, one pass and torch's kernel, where the
-  chain makes seven passes.
+  :math:`s = -\eta\lambda` (:func:`~gradkit.optim._layerwise.lars_ratios`) and
+  :math:`d = g + \beta\theta`, torch's SGD is called once per tensor (the factors are each
+  tensor's own) on the gradient itself: heavy ball with a rate of -1 and a dampening of
+  :math:`1 - s(1 - \tau)`, so that the kernel's buffer is :math:`\mu b + (1-\tau) s d`, the
+  chain's; without momentum with a rate of :math:`-s`. Two norms and torch's kernel, where the
+  chain makes seven passes. Nesterov (whose step adds :math:`s d` itself) and, with heavy
+  ball, a buffer that starts now (torch starts it undamped), float64 and factors too small for
+  the dampening to carry (:func:`_lars_direct`) take a workspace instead: it holds
+  :math:`s g` and torch's SGD, with a rate of -1 and a weight decay of :math:`s\beta`, adds
+  :math:`s g + s\beta\theta` through the buffer.
 
 The numbers are the chain's up to float rounding (a factor multiplied once instead of twice, a
 product distributed over a sum): in float64 about 3e-16 relative over 60 steps, against the
@@ -326,7 +331,8 @@ def sgd_step(bucket: Bucket, decay: str | None, kernel: str, kept: Kept) -> bool
 
 
 def lars_step(bucket: Bucket, decay: str | None, kernel: str, kept: Kept) -> bool:
-    r"""LARS: torch's SGD momentum on :math:`-\eta\lambda(g + \beta\theta)` with a rate of -1."""
+    r"""LARS: torch's SGD on :math:`s(g + \beta\theta)`, :math:`s = -\eta\lambda`, through
+    the momentum buffer (see the module docstring)."""
     group = bucket.group
     grads = bucket.updates
     found = _momentum(bucket, grads, ("lr",))
@@ -349,23 +355,70 @@ def lars_step(bucket: Bucket, decay: str | None, kernel: str, kept: Kept) -> boo
         scales = ratios * -lr
     else:
         scales = torch.full((len(params),), -lr, dtype=torch.float64)
-    # p -= (-1) * b, b = mu b + (1 - tau) u (or u + mu b) with u = s g + s beta theta: the
-    # chain's trace after its rate. The workspace holds s g (-s g under maximize), and torch's
-    # kernel adds weight_decay * theta to it: with s beta, one call per tensor computes u in
-    # the kernel (which writes it back into the workspace, never into p.grad).
-    updates = kept.workspaces(params)
-    signed = scales * (-1.0 if group["maximize"] else 1.0)
-    for update, grad, factor in zip(updates, grads, signed.unbind(), strict=True):
-        torch.mul(grad, factor, out=update)
-    settings = {**settings, **_mode(kernel), "lr": -1.0, "maximize": False}
     _advance_steps(bucket, kept)
-    if not weight_decay:
-        _torch_sgd(bucket, updates, settings, buffers)
+    settings.update(_mode(kernel))
+    factors = scales.double().tolist()
+    direct = _lars_direct(bucket, settings, buffers, factors)
+    maximize = group["maximize"]
+    call = {**settings, "weight_decay": weight_decay, "maximize": maximize, "lr": -1.0}
+    kept_share = 1.0 - settings["dampening"]
+    for index in (i for i, on in enumerate(direct) if on):
+        # theta <- theta + s d (no momentum: a rate of -s), or b <- mu b + s (1 - tau) d with
+        # theta <- theta + b (heavy ball: a dampening of 1 - s (1 - tau)); d = g + beta theta,
+        # -g + beta theta under maximize, computed by the kernel, which leaves p.grad alone.
+        if settings["momentum"]:
+            call["dampening"] = 1.0 - factors[index] * kept_share
+        else:
+            call["lr"] = -factors[index]
+        buffer = buffers[index] if buffers else None
+        torch_sgd.sgd([params[index]], [grads[index]], [buffer], **call)
+    rest = [i for i, on in enumerate(direct) if not on]
+    if not rest:
         return True
-    for index, decay in enumerate((scales.double() * weight_decay).tolist()):
-        settings["weight_decay"] = decay
+    # The others (Nesterov, a buffer that starts now, a factor too small for the dampening to
+    # carry in this dtype): p -= (-1) * b, b = mu b + (1 - tau) u (or u + mu b) with u = s g +
+    # s beta theta, the chain's trace after its rate. The workspace holds s g (-s g under
+    # maximize) and torch's kernel adds weight_decay * theta to it: with s beta, one call per
+    # tensor computes u in the kernel (which writes it back into the workspace, not p.grad).
+    updates = kept.workspaces(params)
+    sign = -1.0 if maximize else 1.0
+    for index in rest:
+        torch.mul(grads[index], sign * factors[index], out=updates[index])
+    settings.update(lr=-1.0, maximize=False)
+    if not weight_decay:
+        _torch_sgd(bucket, updates, settings, buffers, rest)
+        return True
+    for index in rest:
+        settings["weight_decay"] = factors[index] * weight_decay
         _torch_sgd(bucket, updates, settings, buffers, (index,))
     return True
+
+
+def _lars_direct(
+    bucket: Bucket, settings: dict[str, Any], buffers: list[Tensor | None], factors: list[float]
+) -> list[bool]:
+    r"""Which tensors LARS steps on their gradients, with no workspace.
+
+    Without momentum every tensor: the factor :math:`s` is the kernel's rate. With heavy-ball
+    momentum, a tensor whose buffer exists (torch starts a buffer as the gradient itself,
+    undamped) and whose :math:`c = s(1 - 	au)`, passed as the dampening :math:`1 - c`, comes
+    back from the kernel's :math:`1 - (1 - c)` (exact: Sterbenz) with an error of at most
+    :math:`2^{-53}` that is below :math:`2^{-10}` of the dtype's rounding. So never in float64,
+    where the workspace keeps the chain's numbers to 1e-15; in float32 where
+    :math:`|c| \ge 2^{-20}`. Not with Nesterov, whose step adds :math:`s d`, which the kernel's
+    rate cannot scale without scaling the buffer too.
+    """
+    count = len(factors)
+    if not settings["momentum"]:
+        return [True] * count
+    if settings["nesterov"]:
+        return [False] * count
+    least = 2.0**-43 / torch.finfo(bucket.params[0].dtype).eps
+    kept = 1.0 - settings["dampening"]
+    return [
+        buffer is not None and abs(factor * kept) >= least
+        for buffer, factor in zip(buffers, factors, strict=True)
+    ]
 
 
 def _bounds(value: Any) -> tuple[float, float] | bool | None:
