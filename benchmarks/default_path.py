@@ -10,6 +10,9 @@ with gradkit's fused (compiled) step and with the floor: the bytes each algorith
 interleaved rounds. Every time is a median over the rounds, and each row's ratios are to
 torch's fastest path (LAMB, LARS: to the floor).
 
+Each row is measured in ``--trials`` fresh builds (default 4), each building the candidates in
+another order (see :func:`measure_once`).
+
 Parameters: about 10M float32 in 255 tensors (127 matrices of 152 x 512 and 128 vectors of
 512, the shape of a mid-sized network), one intra-op thread.
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -87,17 +91,50 @@ def candidates(name: str) -> dict[str, tuple[Build, int]]:
     return built
 
 
-def measure(name: str, repeats: int) -> dict[str, Any]:
+def measure_once(name: str, repeats: int, trial: int) -> dict[str, float]:
+    """One trial: every candidate built anew, in an order that depends on ``trial``, then
+    interleaved rounds.
+
+    Where a candidate's tensors land in memory (the order they were allocated in, the heap
+    before them) moves its step by up to 10%: torch's own SGD kernel called on one optimizer's
+    state ran 1.01-1.17x its time on another's, same shapes, same process, and the state
+    allocated first was the slower one (0.92-1.00x with the order reversed), and the candidate
+    built first ran up to 1.2x its time in other trials. So each trial builds and warms up
+    (allocates the state of) the candidates in another order, the rounds run in it too, and
+    the table gives the median over trials: no candidate always gets the same place.
+    """
     built = candidates(name)
-    optimizers = {label: build(make_parameters(SHAPES)) for label, (build, _) in built.items()}
+    labels = list(built)
+    # Even trials rotate the candidates' order, odd ones its reverse: a rotation alone keeps
+    # each candidate after the same neighbour in all trials but one.
+    labels = labels if trial % 2 == 0 else labels[::-1]
+    shift = (trial // 2) % len(labels)
+    order = labels[shift:] + labels[:shift]
+    made = {label: built[label][0](make_parameters(SHAPES)) for label in order}
     steps: dict[str, Callable[[], Any]] = {"bandwidth": bandwidth_kernel()}
-    steps.update({label: optimizer.step for label, optimizer in optimizers.items()})
+    # In the same order: the warm-up steps allocate the state (momentum buffers, ...).
+    steps.update({label: made[label].step for label in order})
     warmups = {"bandwidth": 2, **{label: warmup for label, (_, warmup) in built.items()}}
     timings = time_interleaved(steps, warmups, repeats)
     count = sum(torch.Size(shape).numel() for shape in SHAPES)
     bandwidth = 12 * BANDWIDTH_ELEMENTS / timings.pop("bandwidth")["median_s"]
     floor = BYTES_PER_PARAMETER[ALGORITHMS[name][3]] * count / bandwidth
     return {"floor_s": floor, **{label: t["median_s"] for label, t in timings.items()}}
+
+
+def measure(name: str, repeats: int, trials: int = 1) -> dict[str, Any]:
+    """The median over ``trials`` of each candidate's median time (and of the floor), with
+    each trial's ratio of gradkit's default to torch's fastest path (or to the floor)."""
+    runs = [measure_once(name, repeats, trial) for trial in range(trials)]
+    row: dict[str, Any] = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    row["trial_ratios"] = [run["gradkit default"] / baseline(run) for run in runs]
+    return row
+
+
+def baseline(row: dict[str, Any]) -> float:
+    """torch's fastest path in ``row``, or the floor where torch has no such optimizer."""
+    torch_paths = [row[label] for label in TORCH_PATHS if label in row]
+    return min(torch_paths) if torch_paths else row["floor_s"]
 
 
 TORCH_PATHS = ("torch default", "torch foreach", "torch fused")
@@ -114,19 +151,22 @@ def markdown(rows: dict[str, dict[str, Any]], command: str) -> str:
     ]
     lines = [
         f"`{command}` (torch {torch.__version__}, {torch.get_num_threads()} thread): median ms "
-        "per step, and in parentheses the ratio to torch's fastest path (the least of its "
-        "default, foreach and fused times), or to the floor where torch has no such optimizer.",
+        "per step (the median over the trials of each trial's median), and in parentheses the "
+        "ratio to torch's fastest path (the least of its default, foreach and fused times), or "
+        "to the floor where torch has no such optimizer; the last column is gradkit default's "
+        "ratio in each trial.",
         "",
-        "| optimizer | floor ms | " + " | ".join(labels) + " |",
-        "| --- | --- |" + " --- |" * len(labels),
+        "| optimizer | floor ms | " + " | ".join(labels) + " | default, each trial |",
+        "| --- | --- |" + " --- |" * (len(labels) + 1),
     ]
     for name, row in rows.items():
-        torch_paths = [row[label] for label in TORCH_PATHS if label in row]
-        base = min(torch_paths) if torch_paths else row["floor_s"]
+        base = baseline(row)
         cells = []
         for label in labels:
             value = row.get(label)
             cells.append("-" if value is None else f"{value * 1e3:.1f} ({value / base:.2f}x)")
+        trials = ", ".join(f"{ratio:.2f}" for ratio in row["trial_ratios"])
+        cells.append(trials)
         lines.append(f"| {name} | {row['floor_s'] * 1e3:.1f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -134,14 +174,22 @@ def markdown(rows: dict[str, dict[str, Any]], command: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15, help="interleaved rounds per row")
+    parser.add_argument(
+        "--trials",
+        type=int,
+        default=4,
+        help="fresh builds per row, each in another order (the table gives their medians)",
+    )
     parser.add_argument("--optimizers", default=",".join(ALGORITHMS), help="rows to measure")
     parser.add_argument("--markdown", help="write the table to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = {}
     for name in args.optimizers.split(","):
-        rows[name] = measure(name, args.repeats)
-        summary = "  ".join(f"{k} {v * 1e3:.1f}" for k, v in rows[name].items())
+        rows[name] = measure(name, args.repeats, args.trials)
+        summary = "  ".join(
+            f"{k} {v * 1e3:.1f}" for k, v in rows[name].items() if k != "trial_ratios"
+        )
         print(f"{name}: {summary}", flush=True)
     table = markdown(rows, "python " + " ".join(sys.argv))
     print(table)
