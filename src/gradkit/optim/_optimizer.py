@@ -55,7 +55,7 @@ class ChainedOptimizer(torch.optim.Optimizer):
       faster), and it beats torch's foreach path for the algorithms torch has no fused
       kernel for (1.8-2.9x at 1M, 2.5-6.7x from 10M on);
     - fused LAMB keeps one parameter-sized workspace between steps (not in the state dict;
-      so does the eager step of LAMB and LARS, below).
+      so does the eager step of LAMB, and of LARS where it needs one, below).
 
     The default is therefore eager. The first step of new state runs eagerly, so that the
     compiled program sees the steady-state structure.
@@ -65,8 +65,10 @@ class ChainedOptimizer(torch.optim.Optimizer):
     stepped by torch's own implementation, by its fastest path (on CPU the fused kernel where
     torch has one, else its single-tensor loop; on CUDA fused or foreach), on gradkit's state,
     with the chain's numbers up to float rounding; see :mod:`gradkit.optim._torch_kernels`;
-    so is the element-wise part of LAMB and LARS, into a workspace kept between steps.
-    ``torch_kernels=False`` (or setting the attribute) runs the chain everywhere.
+    so is the element-wise part of LAMB and LARS (see :mod:`gradkit.optim._kernel_steps`).
+    The eager step keeps its buckets between steps while nothing they came from changed
+    (:mod:`gradkit.optim._plan`). ``torch_kernels=False`` (or setting the attribute) runs the
+    chain everywhere.
 
     Args:
         params: parameters, or param-group dicts.

@@ -42,7 +42,8 @@ one of
 with :math:`\lambda` = :func:`add_decayed_weights`, :math:`\eta` =
 :func:`scale_by_learning_rate` and :math:`\rho` = :func:`scale_by_trust_ratio` in its LAMB or
 LARS form. LAMB and LARS have no torch kernel: their element-wise part runs as torch's Adam or
-SGD kernel on a workspace kept between steps (:mod:`gradkit.optim._kernel_steps`).
+SGD kernel, LAMB's on a workspace kept between steps, LARS's on the gradients themselves where
+it can (:mod:`gradkit.optim._kernel_steps`).
 
 Other conditions: numeric hyperparameters are numbers or one-element CPU tensors; for a fused
 kernel, every gradient and state array has its parameter's strides (torch's fused CPU kernels
