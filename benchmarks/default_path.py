@@ -14,7 +14,8 @@ Each row is measured in ``--trials`` fresh builds (default 4), each building the
 another order (see :func:`measure_once`).
 
 Parameters: about 10M float32 in 255 tensors (127 matrices of 152 x 512 and 128 vectors of
-512, the shape of a mid-sized network), one intra-op thread.
+512, the shape of a mid-sized network), one intra-op thread; ``--parameters 1M`` makes the
+matrices 15 x 512 (1.04M parameters, the same 255 tensors).
 
 Run:
     PYTHONPATH=src nice -n 19 python benchmarks/default_path.py --markdown /tmp/default_path.md
@@ -43,6 +44,9 @@ from optim_step import (
 import gradkit.optim as gk
 
 SHAPES = [(152, 512)] * 127 + [(512,)] * 128
+# The same 255 tensors with a tenth of the parameters (--parameters 1M): gradkit's per-step
+# bookkeeping is per tensor, so it weighs ten times more against the kernel there.
+SHAPES_BY_SIZE = {"10M": SHAPES, "1M": [(15, 512)] * 127 + [(512,)] * 128}
 
 # Algorithm -> (gradkit class, torch class or None, options, floor row of optim_step).
 ALGORITHMS: dict[str, tuple[str, str | None, dict[str, Any], str]] = {
@@ -91,7 +95,9 @@ def candidates(name: str) -> dict[str, tuple[Build, int]]:
     return built
 
 
-def measure_once(name: str, repeats: int, trial: int) -> dict[str, float]:
+def measure_once(
+    name: str, repeats: int, trial: int, shapes: list[tuple[int, ...]] = SHAPES
+) -> dict[str, float]:
     """One trial: every candidate built anew, in an order that depends on ``trial``, then
     interleaved rounds.
 
@@ -110,22 +116,24 @@ def measure_once(name: str, repeats: int, trial: int) -> dict[str, float]:
     labels = labels if trial % 2 == 0 else labels[::-1]
     shift = (trial // 2) % len(labels)
     order = labels[shift:] + labels[:shift]
-    made = {label: built[label][0](make_parameters(SHAPES)) for label in order}
+    made = {label: built[label][0](make_parameters(shapes)) for label in order}
     steps: dict[str, Callable[[], Any]] = {"bandwidth": bandwidth_kernel()}
     # In the same order: the warm-up steps allocate the state (momentum buffers, ...).
     steps.update({label: made[label].step for label in order})
     warmups = {"bandwidth": 2, **{label: warmup for label, (_, warmup) in built.items()}}
     timings = time_interleaved(steps, warmups, repeats)
-    count = sum(torch.Size(shape).numel() for shape in SHAPES)
+    count = sum(torch.Size(shape).numel() for shape in shapes)
     bandwidth = 12 * BANDWIDTH_ELEMENTS / timings.pop("bandwidth")["median_s"]
     floor = BYTES_PER_PARAMETER[ALGORITHMS[name][3]] * count / bandwidth
     return {"floor_s": floor, **{label: t["median_s"] for label, t in timings.items()}}
 
 
-def measure(name: str, repeats: int, trials: int = 1) -> dict[str, Any]:
+def measure(
+    name: str, repeats: int, trials: int = 1, shapes: list[tuple[int, ...]] = SHAPES
+) -> dict[str, Any]:
     """The median over ``trials`` of each candidate's median time (and of the floor), with
     each trial's ratio of gradkit's default to torch's fastest path (or to the floor)."""
-    runs = [measure_once(name, repeats, trial) for trial in range(trials)]
+    runs = [measure_once(name, repeats, trial, shapes) for trial in range(trials)]
     row: dict[str, Any] = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     row["trial_ratios"] = [run["gradkit default"] / baseline(run) for run in runs]
     return row
@@ -181,12 +189,18 @@ def main() -> None:
         help="fresh builds per row, each in another order (the table gives their medians)",
     )
     parser.add_argument("--optimizers", default=",".join(ALGORITHMS), help="rows to measure")
+    parser.add_argument(
+        "--parameters",
+        choices=sorted(SHAPES_BY_SIZE),
+        default="10M",
+        help="the 255 tensors' total size",
+    )
     parser.add_argument("--markdown", help="write the table to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = {}
     for name in args.optimizers.split(","):
-        rows[name] = measure(name, args.repeats, args.trials)
+        rows[name] = measure(name, args.repeats, args.trials, SHAPES_BY_SIZE[args.parameters])
         summary = "  ".join(
             f"{k} {v * 1e3:.1f}" for k, v in rows[name].items() if k != "trial_ratios"
         )
