@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
-from collections.abc import Callable
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from default_path import SHAPES
-from optim_step import make_parameters
+from optim_step import make_parameters, time_interleaved
 
 import gradkit.optim as gk
 
@@ -43,13 +40,15 @@ def time_bookkeeping(rounds: int) -> dict[str, dict[str, float]]:
     for optimizer in optimizers.values():
         for _ in range(3):  # state made, buffers started, plan kept
             optimizer.step()
+    steps = {label: optimizer.step for label, optimizer in optimizers.items()}
     evict_into, evict_from = torch.zeros(10_000_000), torch.ones(10_000_000)
     kernel = torch._fused_sgd_
     results: dict[str, dict[str, float]] = {}
     torch._fused_sgd_ = _no_kernel
     try:
         for label, evict in (("warm", None), ("cold", lambda: evict_into.add_(evict_from))):
-            results[label] = _interleaved(optimizers, rounds, evict)
+            timings = time_interleaved(steps, dict.fromkeys(steps, 0), rounds, before=evict)
+            results[label] = {name: t["median_s"] * 1e3 for name, t in timings.items()}
     finally:
         torch._fused_sgd_ = kernel
     return results
@@ -57,22 +56,6 @@ def time_bookkeeping(rounds: int) -> dict[str, dict[str, float]]:
 
 def _no_kernel(*args: object, **kwargs: object) -> None:
     return None
-
-
-def _interleaved(
-    optimizers: dict[str, torch.optim.Optimizer],
-    rounds: int,
-    evict: Callable[[], object] | None,
-) -> dict[str, float]:
-    times: dict[str, list[float]] = {label: [] for label in optimizers}
-    for _ in range(rounds):
-        for label, optimizer in optimizers.items():
-            if evict is not None:
-                evict()
-            start = time.perf_counter()
-            optimizer.step()
-            times[label].append(time.perf_counter() - start)
-    return {label: statistics.median(values) * 1e3 for label, values in times.items()}
 
 
 def main() -> None:
