@@ -361,13 +361,13 @@ def lars_step(bucket: Bucket, decay: str | None, kernel: str, kept: Kept) -> boo
     direct = _lars_direct(bucket, settings, buffers, factors)
     maximize = group["maximize"]
     call = {**settings, "weight_decay": weight_decay, "maximize": maximize, "lr": -1.0}
-    kept_share = 1.0 - settings["dampening"]
+    undamped = 1.0 - settings["dampening"]
     for index in (i for i, on in enumerate(direct) if on):
         # theta <- theta + s d (no momentum: a rate of -s), or b <- mu b + s (1 - tau) d with
         # theta <- theta + b (heavy ball: a dampening of 1 - s (1 - tau)); d = g + beta theta,
         # -g + beta theta under maximize, computed by the kernel, which leaves p.grad alone.
         if settings["momentum"]:
-            call["dampening"] = 1.0 - factors[index] * kept_share
+            call["dampening"] = 1.0 - factors[index] * undamped
         else:
             call["lr"] = -factors[index]
         buffer = buffers[index] if buffers else None
@@ -401,7 +401,7 @@ def _lars_direct(
 
     Without momentum every tensor: the factor :math:`s` is the kernel's rate. With heavy-ball
     momentum, a tensor whose buffer exists (torch starts a buffer as the gradient itself,
-    undamped) and whose :math:`c = s(1 - 	au)`, passed as the dampening :math:`1 - c`, comes
+    undamped) and whose :math:`c = s(1 - \tau)`, passed as the dampening :math:`1 - c`, comes
     back from the kernel's :math:`1 - (1 - c)` (exact: Sterbenz) with an error of at most
     :math:`2^{-53}` that is below :math:`2^{-10}` of the dtype's rounding. So never in float64,
     where the workspace keeps the chain's numbers to 1e-15; in float32 where
@@ -414,9 +414,9 @@ def _lars_direct(
     if settings["nesterov"]:
         return [False] * count
     least = 2.0**-43 / torch.finfo(bucket.params[0].dtype).eps
-    kept = 1.0 - settings["dampening"]
+    undamped = 1.0 - settings["dampening"]
     return [
-        buffer is not None and abs(factor * kept) >= least
+        buffer is not None and abs(factor * undamped) >= least
         for buffer, factor in zip(buffers, factors, strict=True)
     ]
 
